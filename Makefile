@@ -1,0 +1,28 @@
+# Quick start: `make demo` runs the demo, `make test` runs the tests (both set themselves up).
+.PHONY: setup demo test test-3.9 test-3.13 lint bench package clean
+
+PYTESTS ?= 3.9 3.13
+
+setup:
+	@./dev/bootstrap.sh
+
+demo: setup
+	.venv/py3.13/bin/python dev/demo.py
+
+test: setup lint
+	@set -e; for v in $(PYTESTS); do echo "== tests on Python $$v"; .venv/py$$v/bin/python -m pytest -q -p no:cacheprovider; done
+
+test-3.9 test-3.13: setup
+	.venv/py$(subst test-,,$@)/bin/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	.venv/py3.13/bin/ruff check bin lib tests bench dev
+
+bench: setup
+	.venv/py3.13/bin/python bench/bench.py
+
+package:
+	./package.sh
+
+clean:
+	rm -rf .venv dist build .demo

@@ -1,0 +1,119 @@
+"""The KV store cache (collection ``defenderipstats_cache``).
+
+Per chunk: one ``batch_find`` request that looks up all the chunk's keys (``$or`` of
+``_key``s, in pages of PAGE_KEYS keys inside that one request) and ``batch_save`` in
+batches of at most BATCH_SAVE documents. Freshness is checked on read, never trusted to a
+purge job. Only found/not_seen answers are ever written.
+"""
+
+import json
+import time
+from typing import Dict, Iterable, List
+
+from . import APP_NAME
+from .model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
+
+COLLECTION = "defenderipstats_cache"
+PAGE_KEYS = 1000
+BATCH_SAVE = 1000
+FIELDS = ("_key", "ip", "status", "prevalence", "first_seen", "last_seen", "fetched_at", "source")
+
+
+def cache_key(account: str, lookback_hours: int, ip: str) -> str:
+    return "%s|%d|%s" % (account, lookback_hours, ip)
+
+
+class KVStoreCache:
+    def __init__(self, service, account: str, lookback_hours: int, ttl: int, not_seen_ttl: int,
+                 clock=time.time, collection: str = COLLECTION):
+        self.service = service
+        self.account = account
+        self.lookback_hours = lookback_hours
+        self.ttl = ttl
+        self.not_seen_ttl = not_seen_ttl
+        self.clock = clock
+        self.path = "storage/collections/data/%s/" % collection
+        self.requests = 0
+        self.hits = 0
+        self.stale = 0
+
+    # -- reading --------------------------------------------------------------------
+    def get_many(self, ips: List[str]) -> Dict[str, IpStats]:
+        keys = [cache_key(self.account, self.lookback_hours, ip) for ip in ips]
+        queries = [
+            {"query": {"$or": [{"_key": key} for key in keys[start:start + PAGE_KEYS]]},
+             "fields": list(FIELDS), "limit": PAGE_KEYS}
+            for start in range(0, len(keys), PAGE_KEYS)
+        ]
+        if not queries:
+            return {}
+        pages = self._post_json("batch_find", queries)
+        now = self.clock()
+        found: Dict[str, IpStats] = {}
+        wanted = set(ips)
+        for page in pages or []:
+            for document in page or []:
+                stats = self._from_document(document, now)
+                if stats is not None and stats.ip in wanted:
+                    found[stats.ip] = stats
+        self.hits += len(found)
+        return found
+
+    def _from_document(self, document: dict, now: float):
+        status = document.get("status")
+        if status not in (FOUND, NOT_SEEN):
+            return None
+        try:
+            fetched_at = float(document.get("fetched_at"))
+        except (TypeError, ValueError):
+            return None
+        ttl = self.ttl if status == FOUND else self.not_seen_ttl
+        if fetched_at + ttl <= now or fetched_at > now + 300:
+            self.stale += 1
+            return None
+        prevalence = document.get("prevalence")
+        try:
+            prevalence = None if prevalence in (None, "") else int(prevalence)
+        except (TypeError, ValueError):
+            return None
+        return IpStats(
+            ip=str(document.get("ip") or ""),
+            status=status,
+            prevalence=prevalence,
+            first_seen=document.get("first_seen") or None,
+            last_seen=document.get("last_seen") or None,
+            source=SOURCE_CACHE,
+            fetched_at=fetched_at,
+        )
+
+    # -- writing --------------------------------------------------------------------
+    def put_many(self, results: Iterable[IpStats]) -> None:
+        documents = [self._to_document(stats) for stats in results if stats.cacheable]
+        for start in range(0, len(documents), BATCH_SAVE):
+            self._post_json("batch_save", documents[start:start + BATCH_SAVE])
+
+    def _to_document(self, stats: IpStats) -> dict:
+        return {
+            "_key": cache_key(self.account, self.lookback_hours, stats.ip),
+            "ip": stats.ip,
+            "account": self.account,
+            "lookback_hours": self.lookback_hours,
+            "prevalence": stats.prevalence if stats.prevalence is not None else 0,
+            "first_seen": stats.first_seen or "",
+            "last_seen": stats.last_seen or "",
+            "status": stats.status,
+            "source": stats.source,
+            "fetched_at": stats.fetched_at if stats.fetched_at is not None else self.clock(),
+        }
+
+    def _post_json(self, endpoint: str, payload):
+        self.requests += 1
+        response = self.service.post(
+            self.path + endpoint,
+            owner="nobody",
+            app=APP_NAME,
+            headers=[("Content-Type", "application/json")],
+            body=json.dumps(payload),
+        )
+        text = response.body.read().decode("utf-8")
+        return json.loads(text) if text.strip() else None

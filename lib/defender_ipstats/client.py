@@ -1,0 +1,191 @@
+"""The Defender for Endpoint per-IP statistics endpoint: GET /api/ips/{ip}/stats.
+
+One call per canonical IP. Every answer becomes an ``IpStats`` (or ``Throttled`` for a 429),
+so the caller decides about waiting; only a 403 is raised, since it concerns the whole search.
+"""
+
+import ipaddress
+import re
+import time
+from dataclasses import dataclass
+from typing import Union
+
+from .errors import AuthenticationError, AuthorizationError
+from .model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats
+
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+
+# What a 200 must look like before anything of it is used (or cached).
+STATS_SCHEMA = {
+    "type": "object",
+    "required": ["organizationPrevalence"],
+    "properties": {
+        "ipAddress": {"type": ["string", "null"]},
+        "organizationPrevalence": {"type": "integer", "minimum": 0},
+        "orgFirstSeen": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": _TIMESTAMP}]},
+        "orgLastSeen": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": _TIMESTAMP}]},
+    },
+}
+
+_validator = None
+
+
+def _validate(document) -> None:
+    global _validator
+    if _validator is None:
+        import jsonschema
+
+        _validator = jsonschema.Draft7Validator(STATS_SCHEMA)
+    _validator.validate(document)
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """A 429: try again after ``retry_after`` seconds."""
+
+    retry_after: float
+    message: str
+
+
+def is_canonical_ip(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return False
+    return str(address) == text
+
+
+def retry_after_seconds(value, default: float = 60.0) -> float:
+    """Retry-After as seconds (delta form; an HTTP date is rare here and handled too)."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(text)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return default
+
+
+class DefenderClient:
+    """Calls the statistics endpoint with a token from ``tokens`` (a TokenProvider)."""
+
+    def __init__(self, api_url: str, tokens, session, timeout: float = 30, clock=time.time):
+        self.api_url = api_url.rstrip("/")
+        self.tokens = tokens
+        self.session = session
+        self.timeout = timeout
+        self.clock = clock
+        self.calls = 0
+        self.throttled = 0
+
+    def url_for(self, ip: str) -> str:
+        if not is_canonical_ip(ip):  # defence in depth: callers already normalised
+            raise ValueError("not a canonical IP")
+        return "%s/api/ips/%s/stats" % (self.api_url, ip)
+
+    def ip_stats(self, ip: str, lookback_hours: int) -> Union[IpStats, Throttled]:
+        url = self.url_for(ip)
+        for attempt in (1, 2):
+            token = self.tokens.token()
+            response = self._get(ip, url, lookback_hours, token)
+            if isinstance(response, IpStats):
+                return response
+            if response.status_code == 401 and attempt == 1:
+                self.tokens.invalidate()  # expired or revoked: one fresh token, one retry
+                continue
+            return self._interpret(ip, response)
+        raise AssertionError("unreachable")
+
+    def _get(self, ip, url, lookback_hours, token):
+        import requests
+
+        self.calls += 1
+        try:
+            return self.session.get(
+                url,
+                params={"lookBackHours": str(int(lookback_hours))},
+                headers={"Authorization": "Bearer " + token, "Accept": "application/json"},
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.SSLError:
+            return _error(ip, "TLS certificate verification failed")
+        except requests.exceptions.Timeout:
+            return _error(ip, "timed out after %ss" % self.timeout)
+        except requests.exceptions.ConnectionError:
+            return _error(ip, "connection failed")
+        except requests.exceptions.RequestException as error:
+            return _error(ip, "request failed (%s)" % type(error).__name__)
+
+    def _interpret(self, ip: str, response) -> Union[IpStats, Throttled]:
+        status = response.status_code
+        if status == 200:
+            return self._parse_ok(ip, response)
+        if status == 404:
+            return IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_API, fetched_at=self.clock())
+        if status == 400:
+            return IpStats(ip=ip, status=INVALID, source=SOURCE_API, error="")
+        if status == 429:
+            self.throttled += 1
+            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), _error_message(response))
+        if status == 401:
+            raise AuthenticationError(
+                "Defender rejected a fresh access token (401): check that the app registration "
+                "belongs to this tenant and the API URL matches its cloud."
+            )
+        if status == 403:
+            raise AuthorizationError(
+                "Defender refused access (403): the app registration needs the WindowsDefenderATP "
+                "application permission Ip.Read.All with admin consent. %s" % _error_message(response)
+            )
+        if 500 <= status < 600:
+            return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="Defender API error %d" % status)
+        return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="unexpected HTTP %d" % status)
+
+    def _parse_ok(self, ip, response) -> IpStats:
+        import jsonschema
+
+        try:
+            document = response.json()
+        except ValueError:
+            return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="malformed JSON in the API answer")
+        try:
+            _validate(document)
+        except jsonschema.ValidationError as error:
+            where = "/".join(str(part) for part in error.absolute_path) or "body"
+            return IpStats(ip=ip, status=ERROR, source=SOURCE_API,
+                           error="unexpected API answer (%s: %s)" % (where, error.validator))
+        prevalence = document["organizationPrevalence"]
+        return IpStats(
+            ip=ip,
+            status=FOUND if prevalence > 0 else NOT_SEEN,
+            prevalence=prevalence,
+            first_seen=document.get("orgFirstSeen") or None,
+            last_seen=document.get("orgLastSeen") or None,
+            source=SOURCE_API,
+            fetched_at=self.clock(),
+        )
+
+
+def _error(ip, reason):
+    return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error=reason)
+
+
+def _error_message(response) -> str:
+    """The Defender error envelope's message, short, without anything that could be a token."""
+    try:
+        body = response.json()
+        message = (body.get("error") or {}).get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    message = re.sub(r"\s+", " ", str(message)).strip()
+    return message[:200]

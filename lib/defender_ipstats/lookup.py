@@ -1,0 +1,179 @@
+"""The lookup core: normalise -> dedupe -> split cached/missing -> fetch -> merge.
+
+Pure logic: the cache and the fetcher are small objects passed in, so this module is
+tested without any server. Nothing here does I/O of its own.
+"""
+
+import ipaddress
+from typing import Callable, Dict, Iterable, List, Optional
+
+from .model import INVALID, OUTPUT_SUFFIXES, SOURCE_CACHE, IpStats, failed
+
+# Longer than any textual IP (an IPv6 with an IPv4 tail and a zone id is < 64 chars);
+# anything longer is rejected before the parser sees it.
+MAX_IP_TEXT = 100
+
+
+def normalise_ip(value) -> Optional[str]:
+    """The canonical text of an IP, or None when ``value`` is not one.
+
+    IPv6 is compressed, an IPv4-mapped IPv6 becomes the IPv4 and a zone id is dropped.
+    Only this canonical text ever reaches a URL or a query.
+    """
+    if not isinstance(value, str) or not value or len(value) > MAX_IP_TEXT:
+        return None
+    text = value.strip()
+    if "%" in text:
+        text = text.split("%", 1)[0]
+    if not text or not text.isascii():
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        return address.compressed
+    return str(address)
+
+
+INVALID_STATS = IpStats(ip="", status=INVALID)
+EMPTY_VALUES = ("",) * len(OUTPUT_SUFFIXES)
+
+
+class Normaliser:
+    """normalise_ip with a memo, since a search sees the same few values again and again."""
+
+    def __init__(self, max_entries: int = 200_000):
+        self._memo: Dict[str, Optional[str]] = {}
+        self._max_entries = max_entries
+
+    def __call__(self, value: str) -> Optional[str]:
+        try:
+            return self._memo[value]
+        except KeyError:
+            pass
+        canonical = normalise_ip(value)
+        if len(self._memo) >= self._max_entries:
+            self._memo.clear()
+        self._memo[value] = canonical
+        return canonical
+
+
+def distinct_ips(values: Iterable, normalise: Callable[[str], Optional[str]]) -> List[str]:
+    """The distinct canonical IPs among field values (str or list of str), first-seen order."""
+    seen = {}
+    for value in values:
+        if isinstance(value, list):
+            for item in value:
+                canonical = normalise(item)
+                if canonical is not None:
+                    seen[canonical] = None
+        elif value:
+            canonical = normalise(value)
+            if canonical is not None:
+                seen[canonical] = None
+    return list(seen)
+
+
+class Resolver:
+    """Answers a set of canonical IPs from the cache, then from the fetcher for the rest.
+
+    ``cache`` has ``get_many(ips) -> {ip: IpStats}`` (fresh entries only) and
+    ``put_many(list of IpStats)``; ``fetch`` is ``fetch_many(ips) -> {ip: IpStats}`` giving
+    an answer for every IP it was asked. ``mode`` is the command's ``cache`` option.
+    """
+
+    def __init__(self, cache, fetcher, mode: str = "use"):
+        self.cache = cache
+        self.fetcher = fetcher
+        self.mode = mode
+
+    def resolve(self, ips: List[str]) -> Dict[str, IpStats]:
+        answers: Dict[str, IpStats] = {}
+        if not ips:
+            return answers
+        if self.mode == "use" and self.cache is not None:
+            for ip, stats in self.cache.get_many(ips).items():
+                answers[ip] = _as_cached(stats)
+        missing = [ip for ip in ips if ip not in answers]
+        if missing:
+            fetched = self.fetcher.fetch_many(missing)
+            answers.update(fetched)
+            if self.mode != "off" and self.cache is not None:
+                to_store = [fetched[ip] for ip in missing if ip in fetched and fetched[ip].cacheable]
+                if to_store:
+                    self.cache.put_many(to_store)
+        return answers
+
+
+def _as_cached(stats: IpStats) -> IpStats:
+    if stats.source == SOURCE_CACHE:
+        return stats
+    return IpStats(
+        ip=stats.ip,
+        status=stats.status,
+        prevalence=stats.prevalence,
+        first_seen=stats.first_seen,
+        last_seen=stats.last_seen,
+        source=SOURCE_CACHE,
+        fetched_at=stats.fetched_at,
+    )
+
+
+class ChunkEnricher:
+    """Adds the output fields to every record of a chunk, in place, keeping order and count.
+
+    ``resolve(list of canonical IPs) -> {ip: IpStats}`` is called once per chunk with the
+    chunk's distinct IPs. If it raises, every IP of the chunk is marked ``error`` and the
+    events still go out; ``on_error(exception)`` is told.
+    """
+
+    def __init__(self, field: str, prefix: str, resolve: Callable, on_error: Callable = None,
+                 normalise: Callable = None):
+        self.field = field
+        self.names = tuple(prefix + suffix for suffix in OUTPUT_SUFFIXES)
+        self.resolve = resolve
+        self.on_error = on_error
+        self.normalise = normalise or Normaliser()
+
+    def enrich(self, records: List[dict]) -> List[dict]:
+        field = self.field
+        normalise = self.normalise
+        values = [record.get(field) for record in records]
+        ips = distinct_ips(values, normalise)
+        try:
+            answers = self.resolve(ips) if ips else {}
+        except Exception as error:  # a failing chunk must never lose its events
+            if self.on_error is not None:
+                self.on_error(error)
+            reason = "internal error: %s" % type(error).__name__
+            answers = {ip: failed(ip, reason) for ip in ips}
+        rows = {ip: stats.output_values() for ip, stats in answers.items()}
+        names = self.names
+        for record, value in zip(records, values):
+            if isinstance(value, list):
+                columns = [self._row(item, rows) for item in value]
+                for index, name in enumerate(names):
+                    record[name] = [column[index] for column in columns]
+            else:
+                row = self._row(value, rows) if value else EMPTY_VALUES
+                for name, cell in zip(names, row):
+                    record[name] = cell
+        return records
+
+    def _row(self, value, rows):
+        if not value:
+            return EMPTY_VALUES
+        canonical = self.normalise(value)
+        if canonical is None:
+            return INVALID_ROW
+        row = rows.get(canonical)
+        if row is None:  # the resolver must answer every IP; be safe if it did not
+            row = failed(canonical, "no answer").output_values()
+        return row
+
+
+INVALID_ROW = INVALID_STATS.output_values()

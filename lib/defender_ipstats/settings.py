@@ -1,0 +1,238 @@
+"""Settings, accounts and command options: parsed and validated from plain strings.
+
+splunkd hands everything over as text; this module turns it into typed, checked values
+with messages an admin can act on. No I/O here (``splunkd`` reads the text).
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional
+from urllib.parse import urlsplit
+
+from .clouds import CLOUD_NAMES, CLOUDS
+from .errors import ConfigurationError
+
+LOOKBACK_RANGE = (1, 720)
+CACHE_MODES = ("use", "refresh", "off")
+BACKENDS = ("ipstats", "hunting", "auto")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+AUTH_KINDS = ("secret", "certificate")
+MAX_WAIT_LIMIT = 3600
+DEFAULT_PREFIX = "defender_"
+
+
+def parse_int(name: str, text, low: int, high: int, what: str = "a whole number", where: str = "") -> int:
+    value = str(text).strip() if text is not None else ""
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise ConfigurationError(
+            "%s%s must be %s from %d to %d, not %r." % (where, name, what, low, high, value)
+        )
+    return number
+
+
+def parse_choice(name: str, text, choices, where: str = "") -> str:
+    value = str(text).strip().lower() if text is not None else ""
+    if value not in choices:
+        raise ConfigurationError("%s%s must be one of %s, not %r." % (where, name, "|".join(choices), value))
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_account: str = "default"
+    lookback_hours: int = 720
+    cache_ttl: int = 86400
+    not_seen_ttl: int = 3600
+    max_wait: int = 60
+    rate_per_minute: int = 100
+    rate_per_hour: int = 1500
+    log_level: str = "INFO"
+    backend: str = "auto"
+
+    @classmethod
+    def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
+        where = "defenderipstats.conf [settings] "
+
+        def get(key, default):
+            value = stanza.get(key)
+            return default if value is None or str(value).strip() == "" else value
+
+        defaults = cls()
+        return cls(
+            default_account=str(get("default_account", defaults.default_account)).strip(),
+            lookback_hours=parse_int("lookback_hours", get("lookback_hours", defaults.lookback_hours),
+                                     *LOOKBACK_RANGE, what="a number of hours", where=where),
+            cache_ttl=parse_int("cache_ttl", get("cache_ttl", defaults.cache_ttl), 0, 10 ** 9,
+                                what="a number of seconds", where=where),
+            not_seen_ttl=parse_int("not_seen_ttl", get("not_seen_ttl", defaults.not_seen_ttl), 0, 10 ** 9,
+                                   what="a number of seconds", where=where),
+            max_wait=parse_int("max_wait", get("max_wait", defaults.max_wait), 0, MAX_WAIT_LIMIT,
+                               what="a number of seconds", where=where),
+            rate_per_minute=parse_int("rate_per_minute", get("rate_per_minute", defaults.rate_per_minute),
+                                      1, 100_000, where=where),
+            rate_per_hour=parse_int("rate_per_hour", get("rate_per_hour", defaults.rate_per_hour),
+                                    1, 1_000_000, where=where),
+            log_level=_parse_level(get("log_level", defaults.log_level), where),
+            backend=parse_choice("backend", get("backend", defaults.backend), BACKENDS, where),
+        )
+
+
+def _parse_level(text, where):
+    value = str(text).strip().upper()
+    if value not in LOG_LEVELS:
+        raise ConfigurationError("%slog_level must be one of %s, not %r." % (where, "|".join(LOG_LEVELS), value))
+    return value
+
+
+def _https_url(name: str, value: str, where: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError("%s%s must be an https:// URL, not %r." % (where, name, value))
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    tenant_id: str
+    client_id: str
+    cloud: str = "global"
+    api_url: str = ""
+    authority: str = ""
+    scope: str = ""
+    graph_url: str = ""
+    auth: str = "secret"
+    certificate_thumbprint: str = ""
+    ca_bundle: str = ""
+    proxy_url: str = ""
+    timeout: int = 30
+    extra: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_conf(cls, name: str, stanza: Mapping[str, str]) -> "Account":
+        where = "defenderipstats_accounts.conf [%s] " % name
+
+        def text(key):
+            value = stanza.get(key)
+            return "" if value is None else str(value).strip()
+
+        tenant_id, client_id = text("tenant_id"), text("client_id")
+        missing = [key for key, value in (("tenant_id", tenant_id), ("client_id", client_id)) if not value]
+        if missing:
+            raise ConfigurationError(
+                "Account '%s' is incomplete: set %s in defenderipstats_accounts.conf [%s]."
+                % (name, " and ".join(missing), name)
+            )
+        if "/" in tenant_id or "?" in tenant_id or "#" in tenant_id:
+            raise ConfigurationError("%stenant_id must be a tenant GUID or domain, not %r." % (where, tenant_id))
+        api_url, authority, graph_url = text("api_url"), text("authority"), text("graph_url")
+        if api_url:
+            api_url = _https_url("api_url", api_url, where)
+            if api_url.endswith("/api"):
+                api_url = api_url[: -len("/api")]
+        if authority:
+            authority = _https_url("authority", authority, where)
+        if graph_url:
+            graph_url = _https_url("graph_url", graph_url, where)
+        auth = parse_choice("auth", text("auth") or "secret", AUTH_KINDS, where)
+        if auth == "certificate" and not text("certificate_thumbprint"):
+            raise ConfigurationError("%sauth = certificate needs certificate_thumbprint." % where)
+        return cls(
+            name=name,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            cloud=parse_choice("cloud", text("cloud") or "global", CLOUD_NAMES, where),
+            api_url=api_url,
+            authority=authority,
+            scope=text("scope"),
+            graph_url=graph_url,
+            auth=auth,
+            certificate_thumbprint=text("certificate_thumbprint"),
+            ca_bundle=text("ca_bundle"),
+            proxy_url=text("proxy_url"),
+            timeout=parse_int("timeout", text("timeout") or "30", 1, 300, what="a number of seconds", where=where),
+        )
+
+    @property
+    def endpoints(self):
+        return CLOUDS[self.cloud]
+
+    @property
+    def effective_api_url(self) -> str:
+        return self.api_url or self.endpoints.api_url
+
+    @property
+    def effective_authority(self) -> str:
+        return self.authority or self.endpoints.authority(self.tenant_id)
+
+    @property
+    def effective_scope(self) -> str:
+        return self.scope or self.endpoints.scope
+
+    @property
+    def effective_graph_url(self) -> str:
+        return self.graph_url or self.endpoints.graph_url
+
+    @property
+    def verify(self):
+        """What requests and msal get as ``verify``: the CA bundle path, else True. Never False."""
+        return self.ca_bundle or True
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command's options after defaults from settings are applied and values checked."""
+
+    field: str
+    lookback_hours: int
+    account: str
+    prefix: str
+    cache: str
+    max_wait: int
+    backend: str
+
+    @classmethod
+    def resolve(cls, raw: Mapping[str, Optional[str]], settings: Settings) -> "Options":
+        def given(name):
+            value = raw.get(name)
+            return None if value is None else str(value)
+
+        field_name = (given("field") or "").strip()
+        if not field_name:
+            raise ConfigurationError('A value for "field" is required, e.g. | defenderipstats field=src_ip')
+        lookback = given("lookbackhours")
+        lookback_hours = (
+            settings.lookback_hours if lookback is None
+            else parse_int("lookbackhours", lookback, *LOOKBACK_RANGE, what="a number of hours")
+        )
+        maxwait = given("maxwait")
+        max_wait = (
+            settings.max_wait if maxwait is None
+            else parse_int("maxwait", maxwait, 0, MAX_WAIT_LIMIT, what="a number of seconds")
+        )
+        prefix = given("prefix")
+        if prefix is None:
+            prefix = DEFAULT_PREFIX
+        if prefix.startswith("_") or any(ch in prefix for ch in " \t\r\n\"'=,|"):
+            raise ConfigurationError(
+                "prefix must be usable in a field name (no spaces, quotes, '=', ',' or '|', "
+                "and not starting with '_'), not %r." % prefix
+            )
+        cache = given("cache")
+        backend = given("backend")
+        account = given("account")
+        account = settings.default_account if account is None else account.strip()
+        if not account:
+            raise ConfigurationError("account must name a configured account, e.g. account=default.")
+        return cls(
+            field=field_name,
+            lookback_hours=lookback_hours,
+            account=account,
+            prefix=prefix,
+            cache="use" if cache is None else parse_choice("cache", cache, CACHE_MODES),
+            max_wait=max_wait,
+            backend=settings.backend if backend is None else parse_choice("backend", backend, BACKENDS),
+        )

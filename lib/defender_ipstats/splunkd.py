@@ -1,0 +1,162 @@
+"""Reading the app's configuration and credential through splunkd's REST API.
+
+Always through REST with the search's own session key (never from files on disk), so
+splunkd's layering (default/local), permissions and the credential store apply.
+"""
+
+import json
+from typing import Dict, List
+from urllib.parse import urlsplit
+
+from . import APP_NAME
+from .errors import ConfigurationError, CredentialError, SplunkdError
+from .settings import Account, Settings
+
+SETTINGS_CONF = "defenderipstats"
+ACCOUNTS_CONF = "defenderipstats_accounts"
+CREDENTIAL_REALM = APP_NAME
+SPLUNKD_TIMEOUT = 30
+
+
+def connect(splunkd_uri: str, session_key: str, timeout: float = SPLUNKD_TIMEOUT):
+    """A splunklib Service in the app's namespace, authenticated with the search's session key."""
+    from splunklib import binding, client
+
+    parts = urlsplit(splunkd_uri)
+    return client.Service(
+        handler=binding.handler(timeout=timeout),
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=parts.port,
+        token=session_key,
+        owner="nobody",
+        app=APP_NAME,
+    )
+
+
+def http_status(error) -> int:
+    return getattr(error, "status", 0) or 0
+
+
+def credential_name(realm: str, username: str) -> str:
+    """storage/passwords entry name: ``realm:username:`` with ':' escaped as splunkd does."""
+    return "%s:%s:" % (realm.replace(":", "\\:"), username.replace(":", "\\:"))
+
+
+class SplunkdConfig:
+    """Settings, accounts and secrets of the app, as splunkd serves them to this search."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def _get_json(self, path: str, **query) -> dict:
+        from splunklib import binding
+
+        try:
+            response = self.service.get(binding.UrlEncoded(path, skip_encode=True), output_mode="json", **query)
+            return json.loads(response.body.read().decode("utf-8"))
+        except binding.HTTPError:
+            raise
+        except (OSError, ValueError) as error:
+            raise SplunkdError("splunkd did not answer %s: %s" % (path.split("/")[0], _short(error)))
+
+    def _stanza(self, conf: str, stanza: str) -> Dict[str, str]:
+        from splunklib import binding
+
+        path = "configs/conf-%s/%s" % (conf, binding.UrlEncoded(stanza, encode_slash=True))
+        data = self._get_json(path)
+        entries = data.get("entry") or []
+        if not entries:
+            raise KeyError(stanza)
+        content = entries[0].get("content") or {}
+        return {key: value for key, value in content.items() if not key.startswith("eai:")}
+
+    def configured_accounts(self) -> List[str]:
+        """Names of the account stanzas that say which tenant and client to use."""
+        data = self._get_json("configs/conf-%s" % ACCOUNTS_CONF, count=0)
+        names = []
+        for entry in data.get("entry") or []:
+            content = entry.get("content") or {}
+            if entry.get("name") and (content.get("tenant_id") or content.get("client_id")):
+                names.append(entry["name"])
+        return sorted(names)
+
+    def settings(self) -> Settings:
+        from splunklib import binding
+
+        try:
+            return Settings.from_conf(self._stanza(SETTINGS_CONF, "settings"))
+        except (KeyError, binding.HTTPError) as error:
+            if isinstance(error, KeyError) or http_status(error) == 404:
+                return Settings()
+            raise SplunkdError(_rest_failure("read defenderipstats.conf", error))
+
+    def account(self, name: str) -> Account:
+        from splunklib import binding
+
+        try:
+            stanza = self._stanza(ACCOUNTS_CONF, name)
+        except (KeyError, binding.HTTPError) as error:
+            if not (isinstance(error, KeyError) or http_status(error) == 404):
+                raise SplunkdError(_rest_failure("read defenderipstats_accounts.conf", error))
+            stanza = None
+        # An account stanza with neither tenant nor client is not an account: in particular
+        # the [default] stanza that carries every account's defaults.
+        if stanza is None or not (stanza.get("tenant_id") or stanza.get("client_id")):
+            try:
+                known = self.configured_accounts()
+            except binding.HTTPError as error:
+                raise SplunkdError(_rest_failure("list defenderipstats_accounts.conf", error))
+            if not known:
+                raise ConfigurationError(
+                    "No Defender account is configured: add a stanza to defenderipstats_accounts.conf "
+                    "(tenant_id, client_id) and its client secret in storage/passwords "
+                    "(realm %s, username = account name). See the app's README." % CREDENTIAL_REALM
+                )
+            if stanza is None or name not in known:
+                raise ConfigurationError(
+                    "Unknown account '%s'. Configured accounts: %s." % (name, ", ".join(known))
+                )
+        if str(stanza.get("disabled", "0")).strip().lower() in ("1", "true"):
+            raise ConfigurationError("Account '%s' is disabled in defenderipstats_accounts.conf." % name)
+        return Account.from_conf(name, stanza)
+
+    def secret(self, account: str) -> str:
+        from splunklib import binding
+
+        name = credential_name(CREDENTIAL_REALM, account)
+        path = "storage/passwords/%s" % binding.UrlEncoded(name, encode_slash=True)
+        try:
+            data = self._get_json(path)
+        except binding.HTTPError as error:
+            status = http_status(error)
+            if status == 404:
+                raise CredentialError(
+                    "No client secret is stored for account '%s': add it to storage/passwords with "
+                    "realm %s and username %s." % (account, CREDENTIAL_REALM, account)
+                )
+            if status == 403:
+                raise CredentialError(
+                    "This user may not read the client secret of account '%s' (splunkd answered 403); "
+                    "ask an admin to grant access to the app's credential." % account
+                )
+            raise SplunkdError(_rest_failure("read the client secret", error))
+        entries = data.get("entry") or []
+        secret = (entries[0].get("content") or {}).get("clear_password") if entries else None
+        if not secret:
+            raise CredentialError("The client secret stored for account '%s' is empty." % account)
+        return secret
+
+
+def _rest_failure(what: str, error) -> str:
+    status = http_status(error)
+    if status == 401:
+        return "Could not %s: splunkd rejected the search's session (401)." % what
+    if status == 403:
+        return "Could not %s: this user lacks permission (splunkd answered 403)." % what
+    return "Could not %s: splunkd answered %s." % (what, status or _short(error))
+
+
+def _short(error) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
