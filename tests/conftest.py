@@ -1,9 +1,54 @@
-"""Shared pytest set-up: the app's lib/ and the tests folder are importable."""
+"""Shared pytest set-up.
+
+``lib/`` and ``tests/`` are importable. Integration fixtures start the project's own stand-ins on
+127.0.0.1 (a plain-HTTP splunkd, an HTTPS Defender + Entra ID with a throwaway CA) and run the real
+command, ``bin/defenderipstats.py``, as a subprocess speaking protocol v2 exactly as splunkd does.
+"""
 
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+for _path in (os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import pytest  # noqa: E402
+
+from harness import AppHarness  # noqa: E402
+
+
+@pytest.fixture
+def defender():
+    from standins.defender import DefenderStandin
+
+    standin = DefenderStandin().start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def splunkd():
+    from standins.splunkd import SplunkdStandin
+
+    standin = SplunkdStandin(apps={"TA-defender-ipstats": ROOT}).start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
+@pytest.fixture
+def app(splunkd, defender, tmp_path):
+    """The app installed in a fresh SPLUNK_HOME, one account configured through REST, ready to search."""
+    harness = AppHarness(splunkd, defender, tmp_path)
+    harness.configure_account()
+    return harness
+
+
+@pytest.fixture
+def bare_app(splunkd, defender, tmp_path):
+    """The app installed, nothing configured."""
+    return AppHarness(splunkd, defender, tmp_path)

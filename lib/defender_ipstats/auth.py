@@ -24,17 +24,14 @@ _AADSTS_HINTS = {
 class TokenProvider:
     """Gets (and re-gets on demand) an app-only token for one account."""
 
-    def __init__(self, client_id: str, credential, authority: str, scope: str, verify=True,
-                 proxies=None, timeout: float = 30, http_client=None):
+    def __init__(self, client_id: str, credential, authority: str, scope: str, http_client):
         self._client_id = client_id
         self._credential = credential
         self._authority = authority
         self._scope = scope
-        self._verify = verify
-        self._proxies = proxies
-        self._timeout = timeout
-        self._http_client = http_client
+        self._http_client = http_client  # a transport.AppSession: verify, proxy and timeout live there
         self._app = None
+        self._current = None
         self._lock = threading.Lock()
         self.requests = 0  # token requests that reached (or tried to reach) Entra ID
 
@@ -49,9 +46,6 @@ class TokenProvider:
                 # Known Microsoft hosts need no discovery; a custom authority (sovereign
                 # override, test identity provider) must not be sent to the public one.
                 instance_discovery=False,
-                verify=self._verify,
-                proxies=self._proxies,
-                timeout=self._timeout,
                 http_client=self._http_client,
             )
         return self._app
@@ -70,12 +64,20 @@ class TokenProvider:
                 self.requests += 1
             token = result.get("access_token")
             if token:
+                self._current = token
                 return token
             raise AuthenticationError(describe_token_error(result))
 
-    def invalidate(self) -> None:
-        """Forget cached tokens so the next call asks Entra ID again (after a 401)."""
+    def invalidate(self, stale: str = None) -> None:
+        """Forget the cached token so the next call asks Entra ID again (after a 401).
+
+        With ``stale``, only if that is still the current token: when several calls fail with
+        the same expired token at once, one fresh token serves them all.
+        """
         with self._lock:
+            if stale is not None and stale != self._current:
+                return
+            self._current = None
             if self._app is not None:
                 self._app.remove_tokens_for_client()
 

@@ -100,7 +100,7 @@ class DefenderClient:
             if isinstance(response, IpStats):
                 return response
             if response.status_code == 401 and attempt == 1:
-                self.tokens.invalidate()  # expired or revoked: one fresh token, one retry
+                self.tokens.invalidate(token)  # expired or revoked: one fresh token, one retry
                 continue
             return self._interpret(ip, response)
         raise AssertionError("unreachable")

@@ -12,7 +12,7 @@ from .cache import KVStoreCache
 from .fetcher import Fetcher, WaitAllowance
 from .logs import redact
 from .lookup import ChunkEnricher, Resolver
-from .model import ERROR, RATE_LIMITED, OUTPUT_SUFFIXES
+from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
 from .ratelimit import SlidingWindowLimiter
 
 FETCH_WORKERS = 4
@@ -113,22 +113,16 @@ class Enrichment:
 
     # -- work -------------------------------------------------------------------------
     def _build_fetcher(self) -> Fetcher:
-        import requests
-        from requests.adapters import HTTPAdapter
-
         from .auth import TokenProvider
         from .client import DefenderClient
+        from .transport import AppSession
 
         account = self.account
-        session = requests.Session()
-        session.verify = account.verify
-        session.mount("https://", HTTPAdapter(pool_connections=2, pool_maxsize=FETCH_WORKERS))
-        if account.proxy_url:
-            session.proxies = {"https": account.proxy_url}
-        self.tokens = TokenProvider(
-            account.client_id, self._credential, account.effective_authority, account.effective_scope,
-            verify=account.verify, proxies=session.proxies or None, timeout=account.timeout,
-        )
+        proxies = {"https": account.proxy_url} if account.proxy_url else None
+        session = AppSession(verify=account.verify, timeout=account.timeout, proxies=proxies,
+                             pool_size=FETCH_WORKERS)
+        self.tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
+                                    account.effective_scope, http_client=session)
         self.client = DefenderClient(account.effective_api_url, _RedactingTokens(self.tokens), session,
                                      timeout=account.timeout)
         return Fetcher(self.client, self.limiter, self.options.lookback_hours, self.allowance,
@@ -205,8 +199,8 @@ class _RedactingTokens:
         redact(token)
         return token
 
-    def invalidate(self) -> None:
-        self._tokens.invalidate()
+    def invalidate(self, stale=None) -> None:
+        self._tokens.invalidate(stale)
 
 
 def _describe(error) -> str:

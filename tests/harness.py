@@ -1,0 +1,132 @@
+"""Runs the real command against the stand-ins, as splunkd would, and configures it as an admin would.
+
+Configuration goes through splunkd's REST API (splunklib, logged in as admin), never by writing
+files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 (tests/protocol.py).
+"""
+
+import glob
+import os
+import sys
+from typing import Dict, List, Optional
+
+from protocol import run_command
+from standins import dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = "TA-defender-ipstats"
+COMMAND = os.path.join(ROOT, "bin", "defenderipstats.py")
+OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
+
+
+class AppHarness:
+    def __init__(self, splunkd, defender, tmp_path, python: str = sys.executable):
+        self.splunkd = splunkd
+        self.defender = defender
+        self.python = python
+        self.splunk_home = os.path.join(str(tmp_path), "splunk_home")
+        self.dispatch = os.path.join(self.splunk_home, "var", "run", "splunk", "dispatch")
+        os.makedirs(self.dispatch, exist_ok=True)
+        self._admin = None
+        self._runs = 0
+
+    # -- administration through REST ---------------------------------------------------
+    @property
+    def admin(self):
+        if self._admin is None:
+            from splunklib import client
+
+            base = self.splunkd.base_url
+            host, port = base.split("://", 1)[1].rsplit(":", 1)
+            self._admin = client.connect(scheme="http", host=host, port=int(port), username="admin",
+                                         password="changeme", owner="nobody", app=APP, autologin=True)
+        return self._admin
+
+    def set_stanza(self, conf: str, stanza: str, **settings) -> None:
+        from splunklib import binding
+
+        path = "configs/conf-%s" % conf
+        try:
+            self.admin.get("%s/%s" % (path, binding.UrlEncoded(stanza, encode_slash=True)))
+            exists = True
+        except binding.HTTPError as error:
+            if error.status != 404:
+                raise
+            exists = False
+        if exists:
+            self.admin.post("%s/%s" % (path, binding.UrlEncoded(stanza, encode_slash=True)), **settings)
+        else:
+            self.admin.post(path, name=stanza, **settings)
+
+    def set_secret(self, account: str, secret: str) -> None:
+        from splunklib import binding
+
+        passwords = self.admin.storage_passwords
+        try:
+            passwords.delete(username=account, realm=APP)
+        except (KeyError, binding.HTTPError):
+            pass
+        passwords.create(secret, username=account, realm=APP)
+
+    def configure_account(self, name: str = "default", secret: Optional[str] = None, **overrides) -> None:
+        from standins import defender as defender_module
+
+        settings = {
+            "tenant_id": defender_module.DEFAULT_TENANT,
+            "client_id": defender_module.DEFAULT_CLIENT_ID,
+            "api_url": self.defender.base_url,
+            "authority": self.defender.authority(),
+            "ca_bundle": self.defender.ca_bundle,
+        }
+        settings.update(overrides)
+        self.set_stanza("defenderipstats_accounts", name, **settings)
+        self.set_secret(name, defender_module.DEFAULT_SECRET if secret is None else secret)
+
+    def settings(self, **values) -> None:
+        self.set_stanza("defenderipstats", "settings", **values)
+
+    # -- searching ---------------------------------------------------------------------
+    def search(self, args, chunks, timeout: float = 120, username: str = "admin", **searchinfo):
+        self._runs += 1
+        sid = "%d.%d" % (1764201600 + self._runs, os.getpid() % 1000)
+        dispatch_dir = os.path.join(self.dispatch, sid)
+        os.makedirs(dispatch_dir, exist_ok=True)
+        env = dict(os.environ)
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "HTTPS_PROXY", "https_proxy"):
+            env.pop(name, None)
+        env["SPLUNK_HOME"] = self.splunk_home
+        searchinfo.setdefault("session_key", self.splunkd.new_session_key(username))
+        return run_command(COMMAND, list(args), chunks, python=self.python, env=env, cwd=dispatch_dir,
+                           timeout=timeout, splunkd_uri=self.splunkd.base_url, sid=sid,
+                           username=username, owner=username, **searchinfo)
+
+    def log_text(self) -> str:
+        texts = []
+        for path in glob.glob(os.path.join(self.splunk_home, "var", "log", "splunk", "defenderipstats.log*")):
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                texts.append(handle.read())
+        return "\n".join(texts)
+
+    def cache_documents(self) -> List[dict]:
+        return self.splunkd.kv_documents("defenderipstats_cache", app=APP)
+
+
+def events(values, field: str = "src_ip") -> List[Dict[str, object]]:
+    """Events as splunkd would send them, with a few fields of their own."""
+    out = []
+    for index, value in enumerate(values):
+        record = {"_time": str(1764201600 + index), "_raw": "event %d to %s" % (index, value),
+                  "host": "fw-%d" % (index % 3)}
+        if value is not None:
+            record[field] = value
+        out.append(record)
+    return out
+
+
+def expected_fields(ip: str, lookback_hours: int = 720, source: str = "api", prefix: str = "defender_"):
+    """What the command must output for a valid IP, computed from the stand-in's dataset."""
+    canonical = dataset.canonical(ip)
+    stats = dataset.ip_stats(canonical, lookback_hours)
+    prevalence = stats["organizationPrevalence"]
+    values = (canonical, str(prevalence), stats["orgFirstSeen"] or "", stats["orgLastSeen"] or "",
+              "found" if prevalence else "not_seen", source, "")
+    return dict(zip((prefix + s for s in OUTPUT_SUFFIXES), values))
