@@ -1,0 +1,76 @@
+"""KVStoreCache over real HTTP against the splunkd stand-in's KV store."""
+
+import time
+
+import pytest
+
+from defender_ipstats import splunkd as splunkd_rest
+from defender_ipstats.cache import BATCH_SAVE, KVStoreCache, cache_key
+from defender_ipstats.model import ERROR, FOUND, NOT_SEEN, SOURCE_API, IpStats
+from standins import dataset
+
+
+@pytest.fixture
+def service(splunkd):
+    return splunkd_rest.connect(splunkd.base_url, splunkd.new_session_key("admin"))
+
+
+def stats(ip, status=FOUND, fetched_at=None):
+    return IpStats(ip=ip, status=status, prevalence=5 if status == FOUND else 0,
+                   first_seen="2026-11-01T00:00:00.1234567Z" if status == FOUND else None,
+                   last_seen="2026-11-02T00:00:00Z" if status == FOUND else None,
+                   source=SOURCE_API, fetched_at=fetched_at or time.time())
+
+
+def test_round_trip_and_keys(splunkd, service):
+    cache = KVStoreCache(service, "default", 720, ttl=3600, not_seen_ttl=60)
+    ips = dataset.ips(3, seed=30) + ["2001:db8::1"]
+    cache.put_many([stats(ip) for ip in ips[:3]] + [stats(ips[3], NOT_SEEN)])
+    docs = {doc["_key"]: doc for doc in splunkd.kv_documents("defenderipstats_cache")}
+    assert set(docs) == {cache_key("default", 720, ip) for ip in ips}
+    doc = docs[cache_key("default", 720, ips[0])]
+    assert {k: doc[k] for k in ("ip", "account", "lookback_hours", "status", "source")} == {
+        "ip": ips[0], "account": "default", "lookback_hours": 720, "status": "found", "source": "api"}
+    got = cache.get_many(ips + ["10.9.9.9"])
+    assert set(got) == set(ips)
+    assert got[ips[0]].first_seen == "2026-11-01T00:00:00.1234567Z" and got[ips[0]].source == "cache"
+    assert got[ips[3]].status == NOT_SEEN and got[ips[3]].first_seen is None
+
+
+def test_other_account_or_lookback_is_another_entry(service):
+    KVStoreCache(service, "default", 720, 3600, 60).put_many([stats("10.0.0.1")])
+    assert KVStoreCache(service, "other", 720, 3600, 60).get_many(["10.0.0.1"]) == {}
+    assert KVStoreCache(service, "default", 24, 3600, 60).get_many(["10.0.0.1"]) == {}
+
+
+def test_freshness_is_checked_on_read(service):
+    cache = KVStoreCache(service, "default", 720, ttl=100, not_seen_ttl=10)
+    now = time.time()
+    cache.put_many([stats("10.0.0.1", fetched_at=now - 50), stats("10.0.0.2", fetched_at=now - 150),
+                    stats("10.0.0.3", NOT_SEEN, fetched_at=now - 5), stats("10.0.0.4", NOT_SEEN, fetched_at=now - 20)])
+    assert sorted(cache.get_many(["10.0.0.%d" % i for i in range(1, 5)])) == ["10.0.0.1", "10.0.0.3"]
+    assert cache.stale == 2
+
+
+def test_errors_are_never_written(splunkd, service):
+    cache = KVStoreCache(service, "default", 720, 3600, 60)
+    cache.put_many([IpStats(ip="10.0.0.1", status=ERROR, error="x"), stats("10.0.0.2")])
+    assert [d["ip"] for d in splunkd.kv_documents("defenderipstats_cache")] == ["10.0.0.2"]
+
+
+def test_requests_per_chunk_are_bounded(splunkd, service):
+    cache = KVStoreCache(service, "default", 720, 3600, 60)
+    ips = dataset.ips(2500, seed=31)
+    splunkd.reset_requests()
+    cache.put_many([stats(ip) for ip in ips])  # over the 1000-document batch_save cap
+    assert splunkd.count(path_contains="batch_save") == -(-len(ips) // BATCH_SAVE)
+    splunkd.reset_requests()
+    found = cache.get_many(ips)
+    assert len(found) == 2500
+    assert splunkd.count(path_contains="storage/collections/data") == 1  # one batch_find, paged inside
+
+
+def test_kv_store_errors_surface_to_the_caller(splunkd, service):
+    splunkd.inject_fault("batch_find", status=503)
+    with pytest.raises(Exception):
+        KVStoreCache(service, "default", 720, 3600, 60).get_many(["10.0.0.1"])
