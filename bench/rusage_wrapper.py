@@ -11,9 +11,19 @@ import runpy
 import sys
 
 
+def _peak_rss_kb():
+    # VmHWM belongs to this program's own address space. ru_maxrss would not do: Linux carries it
+    # over exec from the forked parent, so a large driver process would inflate every figure.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _report():
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    sys.stderr.write("RUSAGE cpu=%.6f maxrss_kb=%d\n" % (usage.ru_utime + usage.ru_stime, usage.ru_maxrss))
+    sys.stderr.write("RUSAGE cpu=%.6f maxrss_kb=%d\n" % (usage.ru_utime + usage.ru_stime, _peak_rss_kb()))
     sys.stderr.flush()
 
 

@@ -71,6 +71,8 @@ def test_requests_per_chunk_are_bounded(splunkd, service):
 
 
 def test_kv_store_errors_surface_to_the_caller(splunkd, service):
+    from splunklib.binding import HTTPError
+
     splunkd.inject_fault("batch_find", status=503)
-    with pytest.raises(Exception):
+    with pytest.raises(HTTPError):
         KVStoreCache(service, "default", 720, 3600, 60).get_many(["10.0.0.1"])

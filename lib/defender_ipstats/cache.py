@@ -42,7 +42,7 @@ class KVStoreCache:
         keys = [cache_key(self.account, self.lookback_hours, ip) for ip in ips]
         queries = [
             {"query": {"$or": [{"_key": key} for key in keys[start:start + PAGE_KEYS]]},
-             "fields": list(FIELDS), "limit": PAGE_KEYS}
+             "fields": ",".join(FIELDS), "limit": PAGE_KEYS}
             for start in range(0, len(keys), PAGE_KEYS)
         ]
         if not queries:

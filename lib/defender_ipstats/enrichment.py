@@ -78,8 +78,7 @@ class Enrichment:
         self._said = set()
         self.started = time.time()
         self.events = 0
-        self.distinct = set()
-        self.statuses = {}
+        self.ip_status = {}  # distinct IP -> its latest status in this search
         cache = None
         if options.cache != "off":
             cache = SafeCache(
@@ -96,7 +95,6 @@ class Enrichment:
         self.resolver = Resolver(cache, self.lazy_fetcher, options.cache)
         self.enricher = ChunkEnricher(options.field, options.prefix, self.resolver.resolve,
                                       on_error=self._chunk_failed)
-        self._status_field = options.prefix + "status"
 
     # -- messages ---------------------------------------------------------------------
     def say(self, level: str, text: str) -> None:
@@ -130,28 +128,11 @@ class Enrichment:
 
     def enrich(self, records: list) -> list:
         self.events += len(records)
-        self.enricher.enrich(records)
-        self._tally(records)
+        answers = self.enricher.enrich(records)
+        for ip, stats in answers.items():  # per distinct IP, not per event: cheap
+            self.ip_status[ip] = stats.status
         self._report_fetch_problems()
         return records
-
-    def _tally(self, records):
-        status_field = self._status_field
-        ip_field = self.options.prefix + "ip"
-        statuses = self.statuses
-        for record in records:
-            status = record.get(status_field)
-            if isinstance(status, list):
-                for item, ip in zip(status, record.get(ip_field) or []):
-                    if item:
-                        statuses[item] = statuses.get(item, 0) + 1
-                        if ip:
-                            self.distinct.add(ip)
-            elif status:
-                statuses[status] = statuses.get(status, 0) + 1
-                ip = record.get(ip_field)
-                if ip:
-                    self.distinct.add(ip)
 
     def _report_fetch_problems(self):
         fetcher = self.lazy_fetcher.fetcher
@@ -176,14 +157,14 @@ class Enrichment:
             "sid": self.sid,
             "account": self.account.name,
             "events": self.events,
-            "distinct_ips": len(self.distinct),
+            "distinct_ips": len(self.ip_status),
             "cache_hits": cache.cache.hits if cache is not None else 0,
             "api_calls": client.calls if client is not None else 0,
             "throttled": client.throttled if client is not None else 0,
             "token_requests": self.tokens.requests if self.tokens is not None else 0,
             "waited_s": round(self.allowance.waited, 1),
-            "errors": self.statuses.get(ERROR, 0),
-            "rate_limited": self.statuses.get(RATE_LIMITED, 0),
+            "errors": sum(1 for status in self.ip_status.values() if status == ERROR),
+            "rate_limited": sum(1 for status in self.ip_status.values() if status == RATE_LIMITED),
             "duration_s": round(time.time() - self.started, 3),
         }
 

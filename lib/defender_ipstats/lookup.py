@@ -139,11 +139,21 @@ class ChunkEnricher:
         self.on_error = on_error
         self.normalise = normalise or Normaliser()
 
-    def enrich(self, records: List[dict]) -> List[dict]:
+    def enrich(self, records: List[dict]) -> Dict[str, IpStats]:
+        """Enrich ``records`` in place; return the answers for the chunk's distinct IPs."""
         field = self.field
         normalise = self.normalise
         values = [record.get(field) for record in records]
-        ips = distinct_ips(values, normalise)
+        # Each distinct raw value is normalised once per chunk (and memoised across chunks).
+        canonical_of: Dict[str, Optional[str]] = {}
+        for value in values:
+            if type(value) is list:
+                for item in value:
+                    if item not in canonical_of:
+                        canonical_of[item] = normalise(item) if item else None
+            elif value and value not in canonical_of:
+                canonical_of[value] = normalise(value)
+        ips = list(dict.fromkeys(ip for ip in canonical_of.values() if ip is not None))
         try:
             answers = self.resolve(ips) if ips else {}
         except Exception as error:  # a failing chunk must never lose its events
@@ -151,29 +161,28 @@ class ChunkEnricher:
                 self.on_error(error)
             reason = "internal error: %s" % type(error).__name__
             answers = {ip: failed(ip, reason) for ip in ips}
-        rows = {ip: stats.output_values() for ip, stats in answers.items()}
+        row_of = {}
+        for raw, ip in canonical_of.items():
+            if not raw:
+                row_of[raw] = EMPTY_VALUES
+            elif ip is None:
+                row_of[raw] = INVALID_ROW
+            else:
+                stats = answers.get(ip)
+                if stats is None:  # the resolver must answer every IP; be safe if it did not
+                    stats = failed(ip, "no answer")
+                row_of[raw] = stats.output_values()
         names = self.names
         for record, value in zip(records, values):
-            if isinstance(value, list):
-                columns = [self._row(item, rows) for item in value]
+            if not value:
+                record.update(zip(names, EMPTY_VALUES))
+            elif type(value) is list:
+                columns = [row_of[item] for item in value]
                 for index, name in enumerate(names):
                     record[name] = [column[index] for column in columns]
             else:
-                row = self._row(value, rows) if value else EMPTY_VALUES
-                for name, cell in zip(names, row):
-                    record[name] = cell
-        return records
-
-    def _row(self, value, rows):
-        if not value:
-            return EMPTY_VALUES
-        canonical = self.normalise(value)
-        if canonical is None:
-            return INVALID_ROW
-        row = rows.get(canonical)
-        if row is None:  # the resolver must answer every IP; be safe if it did not
-            row = failed(canonical, "no answer").output_values()
-        return row
+                record.update(zip(names, row_of[value]))
+        return answers
 
 
 INVALID_ROW = INVALID_STATS.output_values()

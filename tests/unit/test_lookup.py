@@ -113,8 +113,9 @@ def test_enricher_keeps_every_event_in_order_and_adds_every_field():
         {"_raw": "e", "src": "::ffff:10.0.0.1"},
     ]
     originals = [dict(r) for r in records]
-    out = enricher.enrich(records)
-    assert out is records and len(out) == 5
+    answers = enricher.enrich(records)
+    out = records
+    assert len(out) == 5 and set(answers) == {"10.0.0.1"}
     for before, after in zip(originals, out):
         assert {k: after[k] for k in before} == before  # own fields untouched
         assert all(name in after for name in NAMES)
