@@ -15,7 +15,7 @@ for _path in (os.path.join(ROOT, "lib"), os.path.join(ROOT, "tests")):
 
 import pytest  # noqa: E402
 
-from harness import AppHarness  # noqa: E402
+from harness import APP_ROOT, AppHarness  # noqa: E402
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def defender():
 def splunkd():
     from standins.splunkd import SplunkdStandin
 
-    standin = SplunkdStandin(apps={"TA-defender-ipstats": ROOT}).start()
+    standin = SplunkdStandin(apps={"TA-defender-ipstats": APP_ROOT}).start()
     try:
         yield standin
     finally:

@@ -14,12 +14,17 @@ from standins import dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "TA-defender-ipstats"
-COMMAND = os.path.join(ROOT, "bin", "defenderipstats.py")
+# The app under test: this repository by default, or an unpacked package (DEFENDERIPSTATS_APP_ROOT),
+# run by the venv's Python or by another one (DEFENDERIPSTATS_PYTHON, e.g. a bare pyenv Python that
+# sees nothing but the app's own lib/, as Splunk runs it).
+APP_ROOT = os.environ.get("DEFENDERIPSTATS_APP_ROOT") or ROOT
+COMMAND = os.path.join(APP_ROOT, "bin", "defenderipstats.py")
+COMMAND_PYTHON = os.environ.get("DEFENDERIPSTATS_PYTHON") or sys.executable
 OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
 
 
 class AppHarness:
-    def __init__(self, splunkd, defender, tmp_path, python: str = sys.executable):
+    def __init__(self, splunkd, defender, tmp_path, python: str = COMMAND_PYTHON):
         self.splunkd = splunkd
         self.defender = defender
         self.python = python
