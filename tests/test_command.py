@@ -74,7 +74,7 @@ def test_kv_store_round_trips_per_chunk_and_calls_per_distinct_ip(app):
     app.settings(rate_per_minute="100000", rate_per_hour="1000000")
     app.defender.set_limits(rate_per_minute=100000, rate_per_hour=1000000)
     app.splunkd.reset_requests()
-    run = app.search(["field=src_ip"], chunks)
+    run = app.search(["field=src_ip", "backend=ipstats"], chunks)
     assert run.returncode == 0 and run.errors == []
     assert len(run.records) == 1400 + 700
     assert app.defender.api_calls() == 1200  # calls = distinct valid cold IPs
@@ -144,7 +144,7 @@ def test_not_seen_as_404_is_not_seen(splunkd, tmp_path):
     (["field=src_ip", "maxwait=soon"], "maxwait must be a number of seconds"),
     (["field=src_ip", "bogus=1"], "Unrecognized option: bogus=1"),
     (["field=src_ip", "account=nobody"], "Unknown account 'nobody'. Configured accounts: default"),
-    (["field=src_ip", "backend=hunting"], "backend=hunting is not available"),
+    (["field=src_ip", "backend=sideways"], "backend must be one of ipstats|hunting|auto"),
 ])
 def test_bad_options_are_one_clear_error(app, args, message):
     run = app.search(args, [events(["10.0.0.1"])])
@@ -232,7 +232,7 @@ def test_429_is_waited_out_within_maxwait(app):
     app.defender.set_limits(rate_per_minute=2)
     app.settings(rate_per_minute="100")  # the app thinks it has budget: the stand-in says no
     ips = dataset.ips(3, status="found", seed=13)
-    run = app.search(["field=src_ip", "maxwait=0"], [events(ips)])
+    run = app.search(["field=src_ip", "maxwait=0", "backend=ipstats"], [events(ips)])
     statuses = [r["defender_status"] for r in run.records]
     assert statuses.count("found") == 2 and statuses.count("rate_limited") == 1
     limited = [r for r in run.records if r["defender_status"] == "rate_limited"][0]
@@ -244,7 +244,7 @@ def test_429_is_waited_out_within_maxwait(app):
 def test_own_budget_is_respected_without_a_429(app):
     app.settings(rate_per_minute="3")
     ips = dataset.ips(5, seed=14)
-    run = app.search(["field=src_ip", "maxwait=0"], [events(ips)])
+    run = app.search(["field=src_ip", "maxwait=0", "backend=ipstats"], [events(ips)])
     statuses = [r["defender_status"] for r in run.records]
     assert statuses.count("rate_limited") == 2
     assert app.defender.api_calls() == 3

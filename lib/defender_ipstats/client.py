@@ -39,6 +39,19 @@ def _validate(document) -> None:
     _validator.validate(document)
 
 
+# The per-IP endpoint is part of the Defender for Endpoint API that Microsoft retires (MC1220762).
+# A retired endpoint is recognised by 410, or by 404 on every one of the first calls of a search.
+RETIRED_404_STREAK = 5
+
+
+@dataclass(frozen=True)
+class Retired:
+    """The endpoint answered as retired (410, or a run of 404s with no 200 at all)."""
+
+    status: int
+    message: str
+
+
 @dataclass(frozen=True)
 class Throttled:
     """A 429: try again after ``retry_after`` seconds."""
@@ -86,13 +99,21 @@ class DefenderClient:
         self.clock = clock
         self.calls = 0
         self.throttled = 0
+        self.answered_200 = 0
+        self.answered_404 = 0
+        self.answered_410 = 0
+
+    @property
+    def looks_retired(self) -> bool:
+        """410 seen, or nothing but 404s so far: the endpoint itself is gone, not the IPs."""
+        return self.answered_410 > 0 or (self.answered_200 == 0 and self.answered_404 >= RETIRED_404_STREAK)
 
     def url_for(self, ip: str) -> str:
         if not is_canonical_ip(ip):  # defence in depth: callers already normalised
             raise ValueError("not a canonical IP")
         return "%s/api/ips/%s/stats" % (self.api_url, ip)
 
-    def ip_stats(self, ip: str, lookback_hours: int) -> Union[IpStats, Throttled]:
+    def ip_stats(self, ip: str, lookback_hours: int) -> Union[IpStats, Throttled, Retired]:
         url = self.url_for(ip)
         for attempt in (1, 2):
             token = self.tokens.token()
@@ -126,11 +147,16 @@ class DefenderClient:
         except requests.exceptions.RequestException as error:
             return _error(ip, "request failed (%s)" % type(error).__name__)
 
-    def _interpret(self, ip: str, response) -> Union[IpStats, Throttled]:
+    def _interpret(self, ip: str, response) -> Union[IpStats, Throttled, Retired]:
         status = response.status_code
         if status == 200:
+            self.answered_200 += 1
             return self._parse_ok(ip, response)
+        if status == 410:
+            self.answered_410 += 1
+            return Retired(status, _error_message(response))
         if status == 404:
+            self.answered_404 += 1
             return IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_API, fetched_at=self.clock())
         if status == 400:
             return IpStats(ip=ip, status=INVALID, source=SOURCE_API, error="")

@@ -9,7 +9,7 @@ import sys
 from splunklib.searchcommands import Configuration, Option, StreamingCommand
 
 from . import splunkd
-from .errors import ConfigurationError, DefenderIpStatsError
+from .errors import DefenderIpStatsError
 from .logs import get_logger
 from .settings import Options
 
@@ -42,11 +42,6 @@ class DefenderIpStatsCommand(StreamingCommand):
             settings = config.settings()
             logger = get_logger(settings.log_level)
             options = Options.resolve(self._raw_options(), settings)
-            if options.backend == "hunting":
-                raise ConfigurationError(
-                    "backend=hunting is not available in this version of TA-defender-ipstats; "
-                    "use backend=ipstats or backend=auto."
-                )
             account = config.account(options.account)
             credential = config.secret(account.name)
             from .enrichment import Enrichment
@@ -72,7 +67,7 @@ class DefenderIpStatsCommand(StreamingCommand):
         records = list(records)  # one protocol chunk
         enrichment = self.enrichment
         try:
-            enrichment.enrich(records)
+            enrichment.enrich(records, last=self._finished)
         except Exception as error:  # last resort: the events still go out
             enrichment.logger.exception("sid=%s chunk failed", enrichment.sid)
             enrichment.warn("Some events could not be enriched (internal error: %s)." % type(error).__name__)

@@ -90,8 +90,10 @@ class Enrichment:
         self.limiter = SlidingWindowLimiter([(settings.rate_per_minute, 60.0), (settings.rate_per_hour, 3600.0)])
         self.allowance = WaitAllowance(options.max_wait)
         self.lazy_fetcher = LazyFetcher(self._build_fetcher)
-        self.tokens = None
-        self.client = None
+        self.tokens = self.graph_tokens = None
+        self.client = self.hunting_client = None
+        self.router = None
+        self.fetchers = []
         self.resolver = Resolver(cache, self.lazy_fetcher, options.cache)
         self.enricher = ChunkEnricher(options.field, options.prefix, self.resolver.resolve,
                                       on_error=self._chunk_failed)
@@ -110,41 +112,66 @@ class Enrichment:
         return messages
 
     # -- work -------------------------------------------------------------------------
-    def _build_fetcher(self) -> Fetcher:
+    def _build_fetcher(self):
         from .auth import TokenProvider
+        from .backends import BackendRouter
         from .client import DefenderClient
+        from .hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE, HuntingClient, HuntingFetcher
         from .transport import AppSession
 
-        account = self.account
+        account, options = self.account, self.options
         proxies = {"https": account.proxy_url} if account.proxy_url else None
         session = AppSession(verify=account.verify, timeout=account.timeout, proxies=proxies,
                              pool_size=FETCH_WORKERS)
-        self.tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
-                                    account.effective_scope, http_client=session)
-        self.client = DefenderClient(account.effective_api_url, _RedactingTokens(self.tokens), session,
-                                     timeout=account.timeout)
-        return Fetcher(self.client, self.limiter, self.options.lookback_hours, self.allowance,
-                       workers=FETCH_WORKERS, should_stop=self.should_stop)
+        per_ip = per_ip_no_wait = hunting = None
+        if options.backend in ("ipstats", "auto"):
+            self.tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
+                                        account.effective_scope, http_client=session)
+            self.client = DefenderClient(account.effective_api_url, _RedactingTokens(self.tokens), session,
+                                         timeout=account.timeout)
+            per_ip = Fetcher(self.client, self.limiter, options.lookback_hours, self.allowance,
+                             workers=FETCH_WORKERS, should_stop=self.should_stop)
+            per_ip_no_wait = Fetcher(self.client, self.limiter, options.lookback_hours, WaitAllowance(0),
+                                     workers=FETCH_WORKERS, should_stop=self.should_stop)
+        if options.backend in ("hunting", "auto"):
+            self.graph_tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
+                                              account.graph_scope, http_client=session)
+            self.hunting_client = HuntingClient(account.effective_graph_url, _RedactingTokens(self.graph_tokens),
+                                                session)
+            hunting_limiter = SlidingWindowLimiter([(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)])
+            hunting = HuntingFetcher(self.hunting_client, hunting_limiter, options.lookback_hours, self.allowance,
+                                     should_stop=self.should_stop)
+        self.router = BackendRouter(options.backend, self.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
+                                    hunting=hunting)
+        self.fetchers = [f for f in (per_ip, per_ip_no_wait, hunting) if f is not None]
+        return self.router
 
-    def enrich(self, records: list) -> list:
+    def enrich(self, records: list, last: bool = False) -> list:
         self.events += len(records)
         answers = self.enricher.enrich(records)
         for ip, stats in answers.items():  # per distinct IP, not per event: cheap
             self.ip_status[ip] = stats.status
-        self._report_fetch_problems()
+        self._report_fetch_problems(answers)
+        if last:
+            self._report_rate_limited()
         return records
 
-    def _report_fetch_problems(self):
-        fetcher = self.lazy_fetcher.fetcher
-        if fetcher is None:
+    def _report_fetch_problems(self, answers):
+        if self.lazy_fetcher.fetcher is None:
             return
-        if fetcher.fatal is not None:
-            self.say("ERROR", str(fetcher.fatal))
-        if fetcher.rate_limited:
-            self.say("WARN", "The Defender API budget (%d calls a minute, %d an hour) ran out: some IPs were not "
-                     "enriched (status rate_limited). Budget returns in about %d s; run the search again then, "
-                     "or raise maxwait." % (self.settings.rate_per_minute, self.settings.rate_per_hour,
-                                           max(1, round(fetcher.budget_returns_in))))
+        for fetcher in self.fetchers:
+            fatal = getattr(fetcher, "fatal", None)
+            if fatal is not None and (self.options.backend != "auto" or fetcher is not self.router.hunting):
+                self.say("ERROR", str(fatal))
+
+    def _report_rate_limited(self):
+        """One message for the whole search, on its last chunk: how many IPs, and when budget returns."""
+        limited = sum(1 for status in self.ip_status.values() if status == RATE_LIMITED)
+        if limited:
+            returns_in = max([getattr(f, "budget_returns_in", 0) for f in self.fetchers] or [0])
+            self.say("WARN", "The Defender API budget ran out: %d IPs were not enriched (status rate_limited); "
+                     "budget returns in about %d s. Run the search again then (cached answers are reused), or "
+                     "raise maxwait." % (limited, max(1, round(returns_in))))
 
     def _chunk_failed(self, error):
         self.logger.exception("sid=%s enrichment of a chunk failed; its events pass through marked error", self.sid)
@@ -160,8 +187,9 @@ class Enrichment:
             "distinct_ips": len(self.ip_status),
             "cache_hits": cache.cache.hits if cache is not None else 0,
             "api_calls": client.calls if client is not None else 0,
-            "throttled": client.throttled if client is not None else 0,
-            "token_requests": self.tokens.requests if self.tokens is not None else 0,
+            "throttled": sum(c.throttled for c in (client, self.hunting_client) if c is not None),
+            "hunting_calls": self.hunting_client.calls if self.hunting_client is not None else 0,
+            "token_requests": sum(t.requests for t in (self.tokens, self.graph_tokens) if t is not None),
             "waited_s": round(self.allowance.waited, 1),
             "errors": sum(1 for status in self.ip_status.values() if status == ERROR),
             "rate_limited": sum(1 for status in self.ip_status.values() if status == RATE_LIMITED),

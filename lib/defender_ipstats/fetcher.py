@@ -9,11 +9,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from .client import Throttled
+from .client import Retired, Throttled
 from .errors import DefenderIpStatsError
 from .model import IpStats, failed, rate_limited
 
 MAX_THROTTLED_RETRIES = 3
+RETIRED_REASON = "per-IP endpoint retired"
 
 
 class WaitAllowance:
@@ -43,6 +44,7 @@ class Fetcher:
         self.clock = clock
         self.should_stop = should_stop
         self.fatal: Optional[DefenderIpStatsError] = None
+        self.retired: Optional[Retired] = None
         self.budget_returns_in = 0.0  # when budget ran out: seconds until it comes back
         self.rate_limited = 0
         self._acquire_lock = threading.Lock()
@@ -78,6 +80,8 @@ class Fetcher:
         while True:
             if self.fatal is not None:
                 return failed(ip, _short_reason(self.fatal))
+            if self.retired is not None:
+                return failed(ip, RETIRED_REASON)
             if not self._acquire():
                 self.rate_limited += 1
                 return rate_limited(ip, "API budget used up; it returns in about %d s"
@@ -89,6 +93,9 @@ class Fetcher:
                     if self.fatal is None:
                         self.fatal = error
                 return failed(ip, _short_reason(error))
+            if isinstance(answer, Retired):
+                self.retired = answer
+                return failed(ip, RETIRED_REASON)
             if isinstance(answer, Throttled):
                 throttles += 1
                 self.limiter.pause_for(answer.retry_after)

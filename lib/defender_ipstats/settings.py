@@ -177,6 +177,11 @@ class Account:
         return self.graph_url or self.endpoints.graph_url
 
     @property
+    def graph_scope(self) -> str:
+        """Token scope for Microsoft Graph (hunting): the cloud's Graph, even when graph_url is overridden."""
+        return self.endpoints.graph_url + "/.default"
+
+    @property
     def verify(self):
         """What requests and msal get as ``verify``: the CA bundle path, else True. Never False."""
         return self.ca_bundle or True

@@ -44,8 +44,10 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 
 try:  # works both as ``tests.standins.defender`` and with tests/standins on sys.path
     from . import dataset as _dataset
+    from . import hunting as _hunting
 except ImportError:  # pragma: no cover
     import dataset as _dataset  # type: ignore
+    import hunting as _hunting  # type: ignore
 
 __all__ = [
     "DefenderStandin",
@@ -345,6 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "POST":
                 return st._handle_token(self, parts[0], body)
             return st._handle_method_not_allowed(self)
+        if path == _hunting.HUNTING_PATH:
+            return st.hunting.handle(self, self._read_body())
         self._read_body()
         return st._handle_api(self)
 
@@ -444,6 +448,8 @@ class DefenderStandin:
         self._windows = {}  # type: Dict[Tuple[str, str], Tuple[Deque[float], Deque[float]]]
         self._overrides = {}  # type: Dict[str, Optional[Dict[str, Any]]]
         self._conns = set()  # type: set
+        self.hunting = _hunting.HuntingService(self)  # Graph runHuntingQuery on the same host
+        self.retired_status = None  # type: Optional[int]  # set_retired(): the per-IP endpoint is gone
         self._stopping = threading.Event()
         self._server = None  # type: Optional[_TLSServer]
         self._thread = None  # type: Optional[threading.Thread]
@@ -1036,6 +1042,11 @@ class DefenderStandin:
         if h.command not in ("GET", "HEAD"):
             rec.status = 405
             return self._handle_method_not_allowed(h)
+        if self.retired_status is not None:  # after the Defender for Endpoint API's retirement
+            if self.retired_status == 410:
+                return self._api_error(h, rec, 410, "Gone", "This API has been retired. Use the Microsoft "
+                                                            "Graph security API.")
+            return self._api_error(h, rec, self.retired_status, "NotFound", "Resource not found.")
 
         # authentication
         www = {"WWW-Authenticate": 'Bearer authorization_uri="https://%s/%s/oauth2/authorize", '
@@ -1103,6 +1114,10 @@ class DefenderStandin:
         body["orgLastSeen"] = stats.get("orgLastSeen")
         rec.status = 200
         h._send_json(200, body, _API_CONTENT_TYPE, {"OData-Version": "4.0", "request-id": str(uuid.uuid4())})
+
+    def set_retired(self, status: Optional[int] = 410) -> None:
+        """Make the per-IP endpoint answer as retired (410 Gone, or 404), or None to bring it back."""
+        self.retired_status = status
 
     def _status_fault(self, h: _Handler, rec: ApiRecord, status: int) -> None:
         if status in (502, 504):
