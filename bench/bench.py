@@ -7,6 +7,8 @@ protocol v2, as in the tests. Figures:
   adds one field (tests/fixtures/trivial_command.py), same events, same run; 200,000 events with
   1,000 distinct IPs, and 1,000,000 events;
 - cold: API calls vs distinct cold IPs, KV store requests per chunk vs 2 + ceil(misses/1000);
+- bulk cold: API calls and wall time to enrich 5,000 distinct cold IPs with each backend (the per-IP
+  one against an unthrottled stand-in, with the time the real 1,500/h budget would take);
 - peak RSS of the command process for 1,000,000 events in 50,000-row chunks.
 
 Usage: python bench/bench.py [--quick]
@@ -70,7 +72,8 @@ def main():
     warm_events = 20_000 if options.quick else 200_000
     big_events = 100_000 if options.quick else 1_000_000
     distinct = 1000
-    cold_distinct = 300 if options.quick else 1500
+    cold_distinct = 1000 if options.quick else 1500
+    bulk_distinct = 5000
 
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(name, None)
@@ -88,7 +91,7 @@ def main():
         cold_chunks = [[{"src_ip": ip} for ip in cold_ips[i:i + 1000]] * 3 for i in range(0, cold_distinct, 1000)]
         splunkd.reset_requests()
         started = time.time()
-        cold_run = app.search(["field=src_ip"], cold_chunks, timeout=1800)
+        cold_run = app.search(["field=src_ip", "backend=ipstats"], cold_chunks, timeout=1800)
         cold_wall = time.time() - started
         calls = defender.api_calls()
         kv_requests = splunkd.count(path_contains="storage/collections/data")
@@ -99,6 +102,25 @@ def main():
                      "%.2f of allowed %d" % (kv_requests / kv_allowed, kv_allowed), "target <= 1.00"))
         rows.append(("cold: wall time, %d IPs (unthrottled stand-in)" % cold_distinct, "%.1f s" % cold_wall, "", ""))
         assert len(cold_run.records) == sum(len(c) for c in cold_chunks), (cold_run, cold_run.stderr[-2000:])
+
+        # Bulk cold: 5,000 distinct IPs with each backend (issue: life after the per-IP API).
+        bulk_ips = dataset.ips(bulk_distinct, seed=78)
+        bulk_chunks = [[{"src_ip": ip} for ip in bulk_ips[i:i + 2500]] for i in range(0, bulk_distinct, 2500)]
+        app.configure_account(graph_url=defender.base_url)
+        for backend in ("ipstats", "hunting"):
+            defender.reset_counters()
+            hunting_before = defender.hunting.calls()
+            started = time.time()
+            run = app.search(["field=src_ip", "backend=" + backend, "cache=off"], bulk_chunks, timeout=1800)
+            wall = time.time() - started
+            calls = defender.api_calls() + defender.hunting.calls() - hunting_before
+            enriched = sum(1 for r in run.records if r["defender_status"] in ("found", "not_seen"))
+            note = ""
+            if backend == "ipstats":
+                note = "at the API's 1,500/h: >= %.1f h" % (bulk_distinct / 1500.0)
+            rows.append(("bulk cold: %d IPs, backend=%s" % (bulk_distinct, backend),
+                         "%d calls, %.1f s" % (calls, wall), "%d enriched" % enriched,
+                         note or "target <= 5 calls, <= 60 s"))
 
         # Warm: the same distinct IPs, all cached.
         warm_ips = cold_ips[:distinct]
