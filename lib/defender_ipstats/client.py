@@ -27,16 +27,22 @@ STATS_SCHEMA = {
     },
 }
 
-_validator = None
+class LazyValidator:
+    """jsonschema validation of API answers; jsonschema is imported on first use (start-up time)."""
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self._validator = None
+
+    def __call__(self, document) -> None:
+        if self._validator is None:
+            import jsonschema
+
+            self._validator = jsonschema.Draft7Validator(self.schema)
+        self._validator.validate(document)
 
 
-def _validate(document) -> None:
-    global _validator
-    if _validator is None:
-        import jsonschema
-
-        _validator = jsonschema.Draft7Validator(STATS_SCHEMA)
-    _validator.validate(document)
+_validate = LazyValidator(STATS_SCHEMA)
 
 
 # The per-IP endpoint is part of the Defender for Endpoint API that Microsoft retires (MC1220762).
@@ -154,7 +160,7 @@ class DefenderClient:
             return self._parse_ok(ip, response)
         if status == 410:
             self.answered_410 += 1
-            return Retired(status, _error_message(response))
+            return Retired(status, error_message(response))
         if status == 404:
             self.answered_404 += 1
             return IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_API, fetched_at=self.clock())
@@ -162,7 +168,7 @@ class DefenderClient:
             return IpStats(ip=ip, status=INVALID, source=SOURCE_API, error="")
         if status == 429:
             self.throttled += 1
-            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), _error_message(response))
+            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), error_message(response))
         if status == 401:
             raise AuthenticationError(
                 "Defender rejected a fresh access token (401): check that the app registration "
@@ -171,7 +177,7 @@ class DefenderClient:
         if status == 403:
             raise AuthorizationError(
                 "Defender refused access (403): the app registration needs the WindowsDefenderATP "
-                "application permission Ip.Read.All with admin consent. %s" % _error_message(response)
+                "application permission Ip.Read.All with admin consent. %s" % error_message(response)
             )
         if 500 <= status < 600:
             return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="Defender API error %d" % status)
@@ -206,8 +212,8 @@ def _error(ip, reason):
     return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error=reason)
 
 
-def _error_message(response) -> str:
-    """The Defender error envelope's message, short, without anything that could be a token."""
+def error_message(response) -> str:
+    """The error envelope's message (Defender and Graph share its shape), short, never a token."""
     try:
         body = response.json()
         message = (body.get("error") or {}).get("message") or ""

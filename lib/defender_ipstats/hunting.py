@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
-from .client import Throttled, is_canonical_ip, retry_after_seconds
+from .client import LazyValidator, Throttled, error_message, is_canonical_ip, retry_after_seconds
 from .errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
 from .model import ERROR, FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats, failed, rate_limited
 
@@ -46,16 +46,7 @@ RESULT_SCHEMA = {
     },
 }
 
-_validator = None
-
-
-def _validate(document) -> None:
-    global _validator
-    if _validator is None:
-        import jsonschema
-
-        _validator = jsonschema.Draft7Validator(RESULT_SCHEMA)
-    _validator.validate(document)
+_validate = LazyValidator(RESULT_SCHEMA)
 
 
 def build_query(ips: List[str], lookback_hours: int) -> str:
@@ -136,16 +127,16 @@ class HuntingClient:
             return self._parse(ips, response)
         if status == 429:
             self.throttled += 1
-            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), _message(response))
+            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), error_message(response))
         if status == 401:
             raise AuthenticationError("Microsoft Graph rejected a fresh access token (401).")
         if status == 403:
             raise AuthorizationError(
                 "Microsoft Graph refused the hunting query (403): the app registration needs the Microsoft "
-                "Graph application permission ThreatHunting.Read.All with admin consent. %s" % _message(response)
+                "Graph application permission ThreatHunting.Read.All with admin consent. %s" % error_message(response)
             )
         if status == 400:
-            return HuntingFailure("hunting query rejected (400): %s" % _message(response)[:120])
+            return HuntingFailure("hunting query rejected (400): %s" % error_message(response)[:120])
         return HuntingFailure("Graph API error %d" % status)
 
     def _parse(self, ips, response):
@@ -179,15 +170,6 @@ class HuntingClient:
             if ip not in answers:
                 answers[ip] = IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_HUNTING, fetched_at=now)
         return answers
-
-
-def _message(response) -> str:
-    try:
-        body = response.json()
-        message = (body.get("error") or {}).get("message") or ""
-    except (ValueError, AttributeError):
-        message = ""
-    return " ".join(str(message).split())[:200]
 
 
 class HuntingFetcher:
