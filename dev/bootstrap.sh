@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SPLUNK_PYTHONS="${SPLUNK_PYTHONS:-3.9 3.13}"
-SPLUNK_SDK="splunk-sdk==3.0.1"
+# splunk-sdk's pin lives in requirements-splunklib.txt (package.sh vendors it from there too).
+SPLUNK_SDK_REQS="requirements-splunklib.txt"
 
 find_python() {
   local want="$1" candidate
@@ -16,7 +17,7 @@ find_python() {
   return 1
 }
 
-stamp_of() { cat requirements.txt requirements-dev.txt dev/bootstrap.sh | sha256sum | cut -c1-16; }
+stamp_of() { cat requirements.txt requirements-dev.txt "$SPLUNK_SDK_REQS" dev/bootstrap.sh | sha256sum | cut -c1-16; }
 
 for version in $SPLUNK_PYTHONS; do
   venv=".venv/py$version"
@@ -30,6 +31,6 @@ for version in $SPLUNK_PYTHONS; do
   "$python" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
   # splunk-sdk 3.x declares Python >= 3.13 but its splunklib package runs on 3.9 (Splunk ships it so).
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python "$SPLUNK_SDK"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python -r "$SPLUNK_SDK_REQS"
   echo "$stamp" > "$venv/.stamp"
 done

@@ -1,0 +1,261 @@
+"""What analysts and admins see besides the command: dashboard, navigation, saved searches,
+workflow action, search help and the log's sourcetype, checked without a Splunk.
+
+Every view and the navigation parse; every SPL string in them, in savedsearches.conf, in
+workflow_actions.conf and in searchbnf.conf's examples parses into commands with balanced quotes
+and brackets, and each call of defenderipstats goes through the command's own option parser
+(splunklib's CommandLineParser on DefenderIpStatsCommand) and ``Options.resolve``. Runs on the
+repository or, with DEFENDERIPSTATS_APP_ROOT, on an unpacked package.
+"""
+
+import os
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from spl import commands, pipeline, split_args, substitute_tokens
+
+from defender_ipstats.errors import ConfigurationError
+from defender_ipstats.settings import Options, Settings
+from harness import APP_ROOT, events
+from standins import dataset
+from standins.splunkd import parse_conf_file
+
+COMMAND = "defenderipstats"
+# The interface's options (../shared/reference/interface.md); splunklib adds its own
+# (logging_level, record, ...), which the app's searches never use.
+INTERFACE_OPTIONS = ("field", "lookbackhours", "account", "prefix", "cache", "maxwait", "backend")
+VIEWS = os.path.join(APP_ROOT, "default", "data", "ui", "views")
+NAV = os.path.join(APP_ROOT, "default", "data", "ui", "nav", "default.xml")
+BUILTIN_VIEWS = {"search", "reports", "alerts", "dashboards", "datasets", "analytics_workspace", "home"}
+# Values for dashboard inputs that have no default (the analyst must type them).
+SAMPLE_INPUTS = {"base": "index=proxy dest_ip=*"}
+
+
+def conf(name):
+    return parse_conf_file(os.path.join(APP_ROOT, "default", name + ".conf"))
+
+
+def check_call(args_text: str) -> Options:
+    """Parses a call's arguments exactly as the command does at run time."""
+    from splunklib.searchcommands.internals import CommandLineParser
+
+    from defender_ipstats.command import DefenderIpStatsCommand
+
+    args = split_args(args_text)
+    names = [a.split("=", 1)[0] for a in args if "=" in a]
+    unknown = [n for n in names if n not in INTERFACE_OPTIONS]
+    assert not unknown, "options not in the interface: %s" % unknown
+    command = DefenderIpStatsCommand()
+    CommandLineParser.parse(command, args)  # raises for unknown options, a missing field=
+    assert not command.fieldnames, "positional arguments are not options: %s" % command.fieldnames
+    return Options.resolve(command._raw_options(), Settings())
+
+
+def calls(spl: str):
+    return [args for name, args in commands(spl) if name == COMMAND]
+
+
+# -- the option checker itself ----------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [
+    "| makeresults | defenderipstats",                       # no field
+    "| makeresults | defenderipstats field=ip cache=maybe",
+    "| makeresults | defenderipstats field=ip lookbackhours=721",
+    "| makeresults | defenderipstats field=ip maxwiat=5",     # misspelt option
+    "| makeresults | defenderipstats field=ip dest_ip",       # positional argument
+    "| makeresults | defenderipstats field=ip backend=graph",
+])
+def test_the_checker_rejects_bad_calls(bad):
+    [args] = calls(bad)
+    with pytest.raises((ValueError, AssertionError, ConfigurationError)):
+        check_call(args)
+
+
+def test_the_checker_finds_calls_in_subsearches_and_quotes():
+    spl = ('| makeresults | eval x="a | defenderipstats field=nope" '
+           '| append [| makeresults | defenderipstats field=ip prefix="d_"]')
+    assert calls(spl) == ['field=ip prefix="d_"']
+    assert check_call(calls(spl)[0]).prefix == "d_"
+
+
+# -- views and navigation -------------------------------------------------------------------------
+def view_files():
+    return sorted(os.path.join(VIEWS, f) for f in os.listdir(VIEWS) if f.endswith(".xml"))
+
+
+def test_there_is_a_dashboard_and_the_navigation_opens_on_it():
+    names = {os.path.splitext(os.path.basename(p))[0] for p in view_files()}
+    assert "defenderipstats_overview" in names
+    nav = ET.parse(NAV).getroot()
+    assert nav.tag == "nav"
+    views = nav.findall(".//view")
+    defaults = [v.get("name") for v in views if v.get("default") == "true"]
+    assert defaults == ["defenderipstats_overview"]
+    for view in views:
+        assert view.get("name") in names | BUILTIN_VIEWS, view.get("name")
+    app_conf = conf("app")
+    assert app_conf["ui"]["is_visible"] in ("1", "true")
+
+
+def inputs_of(root):
+    tokens = {}
+    for item in root.iter("input"):
+        token = item.get("token")
+        default = item.find("default")
+        if item.get("type") == "time":
+            earliest = default.find("earliest").text if default is not None else "-24h"
+            latest = default.find("latest").text if default is not None else "now"
+            tokens[token + ".earliest"], tokens[token + ".latest"] = earliest, latest
+        elif default is not None and default.text is not None:
+            tokens[token] = default.text
+        else:
+            tokens[token] = SAMPLE_INPUTS[token]
+    return tokens
+
+
+def searches_of(root):
+    """(id or None, base id or None, query text, element) of every search of a view."""
+    out = []
+    for search in root.iter("search"):
+        query = search.find("query")
+        out.append((search.get("id"), search.get("base"), (query.text or "") if query is not None else "", search))
+    return out
+
+
+@pytest.mark.parametrize("path", view_files(), ids=os.path.basename)
+def test_every_view_parses_and_its_searches_are_valid(path):
+    root = ET.parse(path).getroot()  # well-formed XML
+    assert root.tag in ("form", "dashboard")
+    assert root.get("version") in ("1.1", "2"), "Splunk Cloud accepts Simple XML version 1.1 only"
+    assert (root.findtext("label") or "").strip()
+    tokens = inputs_of(root)
+    searches = searches_of(root)
+    ids = {sid: query for sid, _, query, _ in searches if sid}
+    assert searches
+    command_calls = 0
+    for _sid, base, query, element in searches:
+        assert query.strip(), "a search without a query"
+        full = query
+        if base is not None:
+            assert base in ids, "post-process of an unknown base search %s" % base
+            full = ids[base] + "\n" + query
+        text = substitute_tokens(full, tokens)  # KeyError: a token no input defines
+        assert pipeline(text)  # balanced quotes and brackets, no empty command
+        for args in calls(text):
+            check_call(args)
+            command_calls += 1
+        for child in ("earliest", "latest"):
+            if element.find(child) is not None:
+                substitute_tokens(element.findtext(child), tokens)
+    for title in root.iter("title"):
+        substitute_tokens(title.text or "", tokens)
+    if os.path.basename(path) == "defenderipstats_overview.xml":
+        assert command_calls >= 1
+
+
+def test_the_dashboard_has_the_panels_analysts_need():
+    root = ET.parse(os.path.join(VIEWS, "defenderipstats_overview.xml")).getroot()
+    text = ET.tostring(root, encoding="unicode")
+    titles = " | ".join(t.text or "" for t in root.iter("title"))
+    assert "1,500" in titles and "100" in titles          # budget against both limits
+    assert "hit rate" in titles.lower() and "cache size" in titles.lower()
+    assert "rare" in titles.lower() and "first seen" in titles.lower()
+    assert "source=*defenderipstats.log*" in text and "inputlookup defenderipstats_cache" in text
+    assert "$base$" in text and "$field$" in text         # built on the analyst's own search
+
+
+# -- saved searches, workflow action, search help ----------------------------------------------------
+def test_saved_searches_are_valid_and_the_alerts_ship_disabled():
+    saved = conf("savedsearches")
+    alerts = [name for name, stanza in saved.items() if stanza.get("alert.track") in ("1", "true")]
+    assert len(alerts) == 2
+    for name in alerts:
+        assert saved[name]["disabled"] in ("1", "true"), name
+    rare = next(saved[n]["search"] for n in alerts if "Rare" in n)
+    assert "defender_prevalence <= 3" in rare
+    new = next(saved[n]["search"] for n in alerts if "first seen" in n)
+    assert 'relative_time(now(), "-24h")' in new
+    total = 0
+    for name, stanza in saved.items():
+        if "search" not in stanza:
+            continue
+        assert pipeline(stanza["search"]), name
+        for args in calls(stanza["search"]):
+            check_call(args)
+            total += 1
+        if stanza.get("enableSched") in ("1", "true"):
+            assert stanza.get("dispatch.earliest_time") and stanza.get("dispatch.latest_time"), name
+            assert len(stanza["cron_schedule"].split()) == 5, name
+    assert total == 2
+
+
+def test_workflow_action_runs_the_command_on_ip_fields():
+    actions = conf("workflow_actions")
+    action = actions["defenderipstats_lookup"]
+    assert action["label"] == "Defender IP statistics"
+    assert action["type"] == "search"
+    patterns = [re.compile(f.strip().replace("*", ".*")) for f in action["fields"].split(",")]
+    for name in ("ip", "src_ip", "dest_ip", "RemoteIP", "clientip", "src", "dest"):
+        assert any(p.fullmatch(name) for p in patterns), name
+    assert not any(p.fullmatch("user") or p.fullmatch("host") for p in patterns)
+    text = substitute_tokens(action["search.search_string"], {"@field_value": "192.0.2.7"})
+    [args] = calls(text)
+    assert check_call(args).field == "ip"
+
+
+def test_search_help_shows_every_option_with_examples():
+    bnf = conf("searchbnf")
+    main = bnf["defenderipstats-command"]
+    examples = {k: v for k, v in main.items() if re.fullmatch(r"example\d+", k)}
+    assert examples and all(main.get("comment" + k[len("example"):]) for k in examples)
+    used = set()
+    for text in examples.values():
+        assert pipeline(text.replace("...", "search *"))
+        for args in calls(text.replace("...", "search *")):
+            options = check_call(args)
+            used.update(a.split("=", 1)[0] for a in split_args(args))
+            assert options
+    assert used == set(INTERFACE_OPTIONS)
+    for option in INTERFACE_OPTIONS:
+        stanza = bnf["defenderipstats-%s-option" % option]
+        assert stanza["syntax"].startswith(option + "=")
+        assert stanza["description"].strip()
+        assert "<defenderipstats-%s-option>" % option in main["syntax"]
+        assert option + "=" in main["simplesyntax"]
+
+
+# -- the app's log, as Splunk will index it -----------------------------------------------------------
+def _pcre_to_python(pattern: str) -> str:
+    return re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", pattern)
+
+
+def test_props_cut_and_extract_the_real_log(app):
+    ips = dataset.ips(3, status="found", seed=81)
+    run = app.search(["field=src_ip"], [events(ips)])
+    assert run.returncode == 0, run.stderr
+    log = app.log_text()
+    props = conf("props")
+    assert props["source::...defenderipstats.log*"]["sourcetype"] == "defenderipstats:log"
+    sourcetype = props["defenderipstats:log"]
+    breaker = re.compile(_pcre_to_python(sourcetype["LINE_BREAKER"]))
+    # Splunk ends an event at the first capture group of LINE_BREAKER; the rest starts the next one.
+    records, start = [], 0
+    for match in breaker.finditer(log):
+        records.append(log[start:match.start(1)])
+        start = match.end(1)
+    records.append(log[start:])
+    records = [r for r in records if r.strip()]
+    assert records and len(records) == len(re.findall(r"^\d{4}-\d\d-\d\d ", log, re.M))
+    extract = re.compile(_pcre_to_python(sourcetype["EXTRACT-defenderipstats_level_pid"]))
+    stamp = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}")
+    for record in records:
+        assert stamp.match(record[:int(sourcetype["MAX_TIMESTAMP_LOOKAHEAD"])]), record
+        assert extract.search(record.splitlines()[0]), record
+    summary = [r for r in records if " api_calls=" in r]
+    assert len(summary) == 1
+    pairs = dict(re.findall(r"(\w+)=(\S+)", summary[0]))
+    # Every field the dashboard reads from the log is a key=value pair of the summary line.
+    dashboard = open(os.path.join(VIEWS, "defenderipstats_overview.xml"), encoding="utf-8").read()
+    for field in ("api_calls", "cache_hits", "throttled", "rate_limited", "errors", "waited_s", "account"):
+        assert field in dashboard and field in pairs, field
+    assert pairs["api_calls"] == "3" and pairs["account"] == "default"
