@@ -7,6 +7,7 @@ files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 
 import glob
 import os
 import sys
+import threading
 from typing import Dict, List, Optional
 
 from protocol import run_command
@@ -21,6 +22,7 @@ APP_ROOT = os.environ.get("DEFENDERIPSTATS_APP_ROOT") or ROOT
 COMMAND = os.path.join(APP_ROOT, "bin", "defenderipstats.py")
 COMMAND_PYTHON = os.environ.get("DEFENDERIPSTATS_PYTHON") or sys.executable
 OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
+_SID_LOCK = threading.Lock()
 
 
 class AppHarness:
@@ -90,9 +92,17 @@ class AppHarness:
         self.set_stanza("defenderipstats", "settings", **values)
 
     # -- searching ---------------------------------------------------------------------
-    def search(self, args, chunks, timeout: float = 120, username: str = "admin", **searchinfo):
-        self._runs += 1
-        sid = "%d.%d" % (1764201600 + self._runs, os.getpid() % 1000)
+    def new_sid(self) -> str:
+        with _SID_LOCK:  # searches may run side by side (threads), each with its own sid
+            self._runs += 1
+            return "%d.%d" % (1764201600 + self._runs, os.getpid() % 1000)
+
+    def search(self, args, chunks, timeout: float = 120, username: str = "admin", sid: Optional[str] = None,
+               **searchinfo):
+        """Run the command over protocol v2, with a running job for ``sid`` in splunkd as for any search."""
+        sid = sid or self.new_sid()
+        if self.splunkd.job_state(sid) is None:
+            self.splunkd.create_job(sid, owner=username, app=APP, search="| defenderipstats " + " ".join(args))
         dispatch_dir = os.path.join(self.dispatch, sid)
         os.makedirs(dispatch_dir, exist_ok=True)
         env = dict(os.environ)
@@ -113,6 +123,25 @@ class AppHarness:
 
     def cache_documents(self) -> List[dict]:
         return self.splunkd.kv_documents("defenderipstats_cache", app=APP)
+
+    def leaks(self, runs=()) -> List[str]:
+        """Where the client secret or any access token the stand-in issued shows up: results, messages,
+        stderr of ``runs``, every file under SPLUNK_HOME (logs, limiter state...) and the KV store."""
+        from standins import defender as defender_module
+
+        secrets = [defender_module.DEFAULT_SECRET] + list(self.defender.issued_tokens)
+        haystacks = [("kvstore", repr(self.splunkd.kv_documents(c, app=APP)))
+                     for c in ("defenderipstats_cache",)]
+        for run in runs:
+            haystacks += [("results", repr(run.records)), ("messages", repr(run.messages)),
+                          ("metrics", repr(run.metrics)), ("stderr", run.stderr)]
+        for folder, _, files in os.walk(self.splunk_home):
+            for name in files:
+                path = os.path.join(folder, name)
+                with open(path, "rb") as handle:
+                    haystacks.append((os.path.relpath(path, self.splunk_home), handle.read().decode("latin-1")))
+        return ["%s in %s" % ("secret" if secret == secrets[0] else "token", where)
+                for secret in secrets for where, text in haystacks if secret in text]
 
 
 def events(values, field: str = "src_ip") -> List[Dict[str, object]]:

@@ -113,17 +113,63 @@ def test_429_gives_retry_after(defender):
 def test_faults_become_error_answers(defender, fault, reason):
     client, _ = make_client(defender)
     client.tokens.token()
-    defender.inject(fault)
+    retried = fault not in ("malformed", "schema_invalid")  # 5xx and resets: three attempts
+    defender.inject(fault, times=3 if retried else 1)
     stats = client.ip_stats("1.2.3.4", 720)
     assert stats.status == "error" and reason in stats.error and not stats.cacheable
+    assert client.calls == defender.api_calls() == (3 if retried else 1)
 
 
 def test_timeout(defender):
     client, _ = make_client(defender, timeout=1)
     client.tokens.token()
-    defender.inject("slow:2")
+    defender.inject("slow:2", times=3)
     stats = client.ip_stats("1.2.3.4", 720)
     assert stats.status == "error" and "timed out" in stats.error
+    assert client.calls == 3 and client.retries == 2
+
+
+@pytest.mark.parametrize("fault", [500, 503, 502, "reset", "slow:2"])
+def test_a_passing_fault_is_retried_with_backoff(defender, fault):
+    client, _ = make_client(defender, timeout=1)
+    client.tokens.token()
+    defender.inject(fault)
+    delays = []
+    ip = dataset.ips(1, status="found", seed=23)[0]
+    stats = client.ip_stats(ip, 720, retry_gate=lambda delay: delays.append(delay) or True)
+    assert stats.status == "found"
+    assert client.calls == defender.api_calls() == 2 and client.retries == 1
+    assert len(delays) == 1 and 0.5 <= delays[0] <= 1.0  # backoff 0.5 s + jitter up to 0.5 s
+    assert [r.path for r in defender.api_requests] == ["/api/ips/%s/stats?lookBackHours=720" % ip] * 2
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 429])
+def test_4xx_are_never_retried_by_the_session(defender, status):
+    client, _ = make_client(defender)
+    client.tokens.token()
+    defender.inject(status)
+    try:
+        client.ip_stats("1.2.3.4", 720, retry_gate=lambda delay: pytest.fail("4xx retried"))
+    except AuthorizationError:
+        assert status == 403
+    assert defender.api_calls() == 1 and client.retries == 0
+
+
+def test_a_refused_retry_returns_the_last_answer(defender):
+    client, _ = make_client(defender)
+    client.tokens.token()
+    defender.inject(503, times=5)
+    stats = client.ip_stats("1.2.3.4", 720, retry_gate=lambda delay: False)
+    assert stats.status == "error" and "503" in stats.error
+    assert client.calls == defender.api_calls() == 1
+
+
+def test_the_401_retry_needs_budget_too(defender):
+    client, tokens = make_client(defender)
+    client.tokens.token()
+    defender.inject("expire_tokens")
+    stats = client.ip_stats("1.2.3.4", 720, retry_gate=lambda delay: False)
+    assert stats.status == "rate_limited" and defender.api_calls() == 1
 
 
 def test_400_is_invalid(defender):

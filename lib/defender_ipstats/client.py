@@ -2,16 +2,20 @@
 
 One call per canonical IP. Every answer becomes an ``IpStats`` (or ``Throttled`` for a 429),
 so the caller decides about waiting; only a 403 is raised, since it concerns the whole search.
+5xx, connection failures and timeouts are retried by the session (``transport.BudgetedRetry``), a 401
+once here with a fresh token; each further attempt is an API call, cleared first by the caller's
+``retry_gate`` (wait within the allowance, take budget) and counted in ``calls``.
 """
 
 import ipaddress
 import re
+import threading
 import time
 from dataclasses import dataclass
-from typing import Union
+from typing import Callable, Optional, Union
 
 from .errors import AuthenticationError, AuthorizationError
-from .model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats
+from .model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats, rate_limited
 
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 
@@ -103,8 +107,14 @@ class DefenderClient:
         self.session = session
         self.timeout = timeout
         self.clock = clock
-        self.calls = 0
+        self.calls = 0  # attempts that went (or tried to go) to the API, retries included
+        self.retries = 0
         self.throttled = 0
+        self._count_lock = threading.Lock()
+        self._call = threading.local()  # the retry gate of the call this thread is making
+        from .transport import mount_api_retries
+
+        mount_api_retries(session, self.api_url, self.admit_retry)
         self.answered_200 = 0
         self.answered_404 = 0
         self.answered_410 = 0
@@ -119,9 +129,14 @@ class DefenderClient:
             raise ValueError("not a canonical IP")
         return "%s/api/ips/%s/stats" % (self.api_url, ip)
 
-    def ip_stats(self, ip: str, lookback_hours: int) -> Union[IpStats, Throttled, Retired]:
+    def ip_stats(self, ip: str, lookback_hours: int,
+                 retry_gate: Optional[Callable[[float], bool]] = None) -> Union[IpStats, Throttled, Retired]:
+        """``retry_gate(delay)`` clears each further attempt (see the module doc); None: always, after ``delay``."""
         url = self.url_for(ip)
+        self._call.gate = retry_gate
         for attempt in (1, 2):
+            if attempt == 2 and not self._cleared(0.0):
+                return rate_limited(ip, "API budget used up before the retry with a fresh token")
             token = self.tokens.token()
             response = self._get(ip, url, lookback_hours, token)
             if isinstance(response, IpStats):
@@ -132,10 +147,28 @@ class DefenderClient:
             return self._interpret(ip, response)
         raise AssertionError("unreachable")
 
+    def _cleared(self, delay: float) -> bool:
+        gate = getattr(self._call, "gate", None)
+        if gate is None:
+            if delay > 0:
+                time.sleep(delay)
+            return True
+        return gate(delay)
+
+    def admit_retry(self, delay: float) -> bool:
+        """The session asks before each retry of a 5xx, timeout or broken connection."""
+        if not self._cleared(delay):
+            return False
+        with self._count_lock:
+            self.calls += 1
+            self.retries += 1
+        return True
+
     def _get(self, ip, url, lookback_hours, token):
         import requests
 
-        self.calls += 1
+        with self._count_lock:
+            self.calls += 1
         try:
             return self.session.get(
                 url,
@@ -148,8 +181,9 @@ class DefenderClient:
             return _error(ip, "TLS certificate verification failed")
         except requests.exceptions.Timeout:
             return _error(ip, "timed out after %ss" % self.timeout)
-        except requests.exceptions.ConnectionError:
-            return _error(ip, "connection failed")
+        except requests.exceptions.ConnectionError as error:
+            # the last of several attempts that timed out arrives wrapped in urllib3's MaxRetryError
+            return _error(ip, "timed out after %ss" % self.timeout if _timed_out(error) else "connection failed")
         except requests.exceptions.RequestException as error:
             return _error(ip, "request failed (%s)" % type(error).__name__)
 
@@ -206,6 +240,14 @@ class DefenderClient:
             source=SOURCE_API,
             fetched_at=self.clock(),
         )
+
+
+def _timed_out(error) -> bool:
+    from urllib3.exceptions import NewConnectionError
+    from urllib3.exceptions import TimeoutError as Urllib3Timeout
+
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
 
 
 def _error(ip, reason):

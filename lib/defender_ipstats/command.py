@@ -6,7 +6,7 @@ search-level problems as one readable error, and never lets a chunk's events go 
 
 import sys
 
-from splunklib.searchcommands import Configuration, Option, StreamingCommand
+from splunklib.searchcommands import Configuration, Option, SearchMetric, StreamingCommand
 
 from . import splunkd
 from .errors import DefenderIpStatsError
@@ -45,8 +45,15 @@ class DefenderIpStatsCommand(StreamingCommand):
             account = config.account(options.account)
             credential = config.secret(account.name)
             from .enrichment import Enrichment
+            from .jobwatch import POLL_TIMEOUT, JobWatcher
 
-            self.enrichment = Enrichment(options, settings, account, credential, service, logger, sid=sid)
+            # Separate connections with short timeouts: a hanging KV store costs one warning, not the
+            # search; a slow job poll must not hold up a worker for long.
+            kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
+            watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT), sid,
+                                 logger=logger)
+            self.enrichment = Enrichment(options, settings, account, credential, kv_service, logger, sid=sid,
+                                         should_stop=watcher.should_stop)
         except DefenderIpStatsError as error:
             logger.error("sid=%s cannot start: %s", sid, error)
             self.write_error("defenderipstats: %s" % error)
@@ -81,5 +88,8 @@ class DefenderIpStatsCommand(StreamingCommand):
             else:
                 self.write_warning(text)
         if self._finished:
-            enrichment.logger.info(" ".join("%s=%s" % item for item in enrichment.summary().items()))
+            summary = enrichment.summary()
+            enrichment.logger.info(" ".join("%s=%s" % item for item in summary.items()))
+            for name, value in enrichment.metrics(summary):
+                self.write_metric(name, SearchMetric(*value))
         return records

@@ -13,7 +13,7 @@ from .fetcher import Fetcher, WaitAllowance
 from .logs import redact
 from .lookup import ChunkEnricher, Resolver
 from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
-from .ratelimit import SlidingWindowLimiter
+from .ratelimit import SlidingWindowLimiter, host_limiter
 
 FETCH_WORKERS = 4
 
@@ -87,7 +87,7 @@ class Enrichment:
                 self.warn, logger,
             )
         self.cache = cache
-        self.limiter = SlidingWindowLimiter([(settings.rate_per_minute, 60.0), (settings.rate_per_hour, 3600.0)])
+        self._limiter = None
         self.allowance = WaitAllowance(options.max_wait)
         self.lazy_fetcher = LazyFetcher(self._build_fetcher)
         self.tokens = self.graph_tokens = None
@@ -97,6 +97,15 @@ class Enrichment:
         self.resolver = Resolver(cache, self.lazy_fetcher, options.cache)
         self.enricher = ChunkEnricher(options.field, options.prefix, self.resolver.resolve,
                                       on_error=self._chunk_failed)
+
+    @property
+    def limiter(self):
+        """The per-IP API budget shared by every search on the host, opened on first need."""
+        if self._limiter is None:
+            self._limiter = host_limiter("ipstats", self.account.tenant_id, self.account.client_id,
+                                         [(self.settings.rate_per_minute, 60.0), (self.settings.rate_per_hour, 3600.0)],
+                                         logger=self.logger)
+        return self._limiter
 
     # -- messages ---------------------------------------------------------------------
     def say(self, level: str, text: str) -> None:
@@ -132,7 +141,8 @@ class Enrichment:
             per_ip = Fetcher(self.client, self.limiter, options.lookback_hours, self.allowance,
                              workers=FETCH_WORKERS, should_stop=self.should_stop)
             per_ip_no_wait = Fetcher(self.client, self.limiter, options.lookback_hours, WaitAllowance(0),
-                                     workers=FETCH_WORKERS, should_stop=self.should_stop)
+                                     workers=FETCH_WORKERS, should_stop=self.should_stop,
+                                     retry_allowance=self.allowance)
         if options.backend in ("hunting", "auto"):
             self.graph_tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
                                               account.graph_scope, http_client=session)
@@ -163,15 +173,25 @@ class Enrichment:
             fatal = getattr(fetcher, "fatal", None)
             if fatal is not None and (self.options.backend != "auto" or fetcher is not self.router.hunting):
                 self.say("ERROR", str(fatal))
+            if getattr(fetcher, "stopped", False):
+                self.warn("The search was cancelled or finalised: defenderipstats stopped calling the Defender API; "
+                          "the events that were not looked up pass through with status error.")
+            gave_up = getattr(fetcher, "gave_up", None)
+            if gave_up:
+                self.warn("The Defender API kept failing (server errors or timeouts, each retried): the remaining "
+                          "IPs of this search were not sent (status error). See defenderipstats.log.")
 
     def _report_rate_limited(self):
         """One message for the whole search, on its last chunk: how many IPs, and when budget returns."""
         limited = sum(1 for status in self.ip_status.values() if status == RATE_LIMITED)
         if limited:
             returns_in = max([getattr(f, "budget_returns_in", 0) for f in self.fetchers] or [0])
+            if self._limiter is not None:  # now, from the host's shared windows: other searches spend too
+                returns_in = self._limiter.available_in()
             self.say("WARN", "The Defender API budget ran out: %d IPs were not enriched (status rate_limited); "
-                     "budget returns in about %d s. Run the search again then (cached answers are reused), or "
-                     "raise maxwait." % (limited, max(1, round(returns_in))))
+                     "budget returns in about %d s (at %s UTC). Run the search again then (cached answers are "
+                     "reused), or raise maxwait." % (limited, max(1, round(returns_in)),
+                                                     time.strftime("%H:%M:%S", time.gmtime(time.time() + returns_in))))
 
     def _chunk_failed(self, error):
         self.logger.exception("sid=%s enrichment of a chunk failed; its events pass through marked error", self.sid)
@@ -187,14 +207,32 @@ class Enrichment:
             "distinct_ips": len(self.ip_status),
             "cache_hits": cache.cache.hits if cache is not None else 0,
             "api_calls": client.calls if client is not None else 0,
+            "retries": client.retries if client is not None else 0,
             "throttled": sum(c.throttled for c in (client, self.hunting_client) if c is not None),
             "hunting_calls": self.hunting_client.calls if self.hunting_client is not None else 0,
             "token_requests": sum(t.requests for t in (self.tokens, self.graph_tokens) if t is not None),
             "waited_s": round(self.allowance.waited, 1),
             "errors": sum(1 for status in self.ip_status.values() if status == ERROR),
             "rate_limited": sum(1 for status in self.ip_status.values() if status == RATE_LIMITED),
+            "stopped": int(any(getattr(f, "stopped", False) for f in self.fetchers)),
             "duration_s": round(time.time() - self.started, 3),
         }
+
+    def metrics(self, summary: dict = None):
+        """The summary's figures as job-inspector metrics: ``(name, (seconds, count, in, out))``.
+
+        splunklib's ``write_metric`` takes SearchMetric tuples (elapsed seconds, invocations, input
+        count, output count), which the job inspector lists under ``metric.<name>``. The command's
+        own row carries its duration and events in/out; every other figure is its count, with the
+        seconds where it has some (time waited for budget).
+        """
+        summary = summary if summary is not None else self.summary()
+        figures = [("events", (summary["duration_s"], 1, summary["events"], summary["events"]))]
+        for name in ("distinct_ips", "cache_hits", "api_calls", "retries", "throttled", "errors",
+                     "rate_limited", "token_requests"):
+            figures.append((name, (0.0, int(summary.get(name, 0)), 0, 0)))
+        figures.append(("waited", (summary["waited_s"], 1 if summary["waited_s"] else 0, 0, 0)))
+        return [("defenderipstats." + name, value) for name, value in figures]
 
 
 class _RedactingTokens:

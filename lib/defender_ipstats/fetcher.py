@@ -2,6 +2,11 @@
 
 Every IP asked for gets an answer: found/not_seen/invalid from the API, ``error`` with a
 short reason, or ``rate_limited`` once the budget cannot be had within ``max_wait``.
+
+Waiting for budget (and a 429's pause) is done one waiter at a time; retries' backoffs run side by
+side. Both sleep in steps of at most a second that ask ``should_stop`` (a cancelled or finalised
+search) and are spent from the search's ``WaitAllowance`` (its ``maxwait``). A retry is an API call:
+it waits its backoff, then takes budget like the first attempt.
 """
 
 import threading
@@ -11,9 +16,14 @@ from typing import Callable, Dict, List, Optional
 
 from .client import Retired, Throttled
 from .errors import DefenderIpStatsError
-from .model import IpStats, failed, rate_limited
+from .model import ERROR, IpStats, failed, rate_limited
 
 MAX_THROTTLED_RETRIES = 3
+WAIT_STEP = 1.0  # seconds; a cancelled search is noticed within one step (plus the job poll interval)
+# After this many API failures in a row (each after its retries), the rest of the search's IPs are not
+# sent: an API that is down must not cost every IP three attempts and their timeouts.
+FAILURES_BEFORE_GIVING_UP = 5
+STOPPED_REASON = "not looked up: the search was cancelled or finalised"
 RETIRED_REASON = "per-IP endpoint retired"
 
 
@@ -34,11 +44,13 @@ class WaitAllowance:
 class Fetcher:
     def __init__(self, client, limiter, lookback_hours: int, allowance: WaitAllowance, workers: int = 4,
                  sleep: Callable[[float], None] = time.sleep, clock=time.monotonic,
-                 should_stop: Optional[Callable[[], bool]] = None):
+                 should_stop: Optional[Callable[[], bool]] = None, retry_allowance: Optional[WaitAllowance] = None):
         self.client = client
         self.limiter = limiter
         self.lookback_hours = lookback_hours
         self.allowance = allowance
+        # What a retry's backoff may spend: the search's maxwait, also for a fetcher that never waits for budget.
+        self.retry_allowance = retry_allowance if retry_allowance is not None else allowance
         self.workers = max(1, workers)
         self.sleep = sleep
         self.clock = clock
@@ -47,8 +59,13 @@ class Fetcher:
         self.retired: Optional[Retired] = None
         self.budget_returns_in = 0.0  # when budget ran out: seconds until it comes back
         self.rate_limited = 0
+        self.stopped = False  # the search was cancelled or finalised: no more calls
+        self.gave_up: Optional[str] = None  # why the remaining IPs are not sent (the API kept failing)
+        self._failures_in_a_row = 0
         self._acquire_lock = threading.Lock()
         self._fatal_lock = threading.Lock()
+        self._back_off_lock = threading.Lock()
+        self._backing_off_until = float("-inf")
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         if len(ips) <= 1 or self.workers == 1:
@@ -58,22 +75,75 @@ class Fetcher:
                 results = list(pool.map(self._fetch_one, ips))
         return {stats.ip: stats for stats in results}
 
-    def _acquire(self) -> bool:
-        """Budget for one call, waiting while the allowance lasts; False when it cannot be had."""
+    def _acquire(self, delay: float = 0.0) -> bool:
+        """Budget for one call, waiting while the allowance lasts; False when it cannot be had.
+
+        ``delay``: seconds to wait first (a retry's backoff), from the retry allowance.
+        """
+        if delay > 0 and not self._back_off(delay):
+            return False
         with self._acquire_lock:  # one waiter at a time, so waits are counted once
             while True:
+                if self._stopping():
+                    return False
                 wait = self.limiter.try_acquire()
                 if wait <= 0:
                     return True
-                if wait > self.allowance.remaining or self._stopping():
+                if wait > self.allowance.remaining:
                     self.budget_returns_in = max(self.budget_returns_in, wait)
                     return False
-                started = self.clock()
-                self.sleep(min(wait, 1.0))  # in steps, so a cancelled search stops soon
-                self.allowance.spend(self.clock() - started)
+                self._wait_step(wait)
+
+    def _wait_step(self, seconds: float) -> float:
+        """Sleep for ``seconds`` or one step, whichever is shorter; return the step."""
+        step = min(seconds, WAIT_STEP)
+        started = self.clock()
+        self.sleep(step)
+        self.allowance.spend(self.clock() - started)
+        return step
+
+    def _back_off(self, delay: float) -> bool:
+        """Sleep a retry's backoff; False when it does not fit the retry allowance.
+
+        Threads back off side by side (a burst of 503s must not be waited out one IP after the
+        other); the allowance is charged the wall time the backoffs add, paid up front.
+        """
+        with self._back_off_lock:
+            now = self.clock()
+            until = now + delay
+            added = until - max(now, self._backing_off_until)
+            if added > self.retry_allowance.remaining:
+                return False
+            if added > 0:
+                self.retry_allowance.spend(added)
+                self._backing_off_until = until
+        while not self._stopping():
+            left = until - self.clock()
+            if left <= 0:
+                break
+            self.sleep(min(left, WAIT_STEP))
+        return not self.stopped
 
     def _stopping(self) -> bool:
-        return self.should_stop is not None and self.should_stop()
+        if not self.stopped and self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped
+
+    def clear_retry(self, delay: float) -> bool:
+        """The client's retry gate: may this thread's call be tried again after ``delay`` seconds?"""
+        self.limiter.completed()  # the failed attempt is over: it counts from now
+        if self.fatal is not None or self._stopping():
+            return False
+        return self._acquire(delay)
+
+    def _note_outcome(self, answer) -> None:
+        with self._fatal_lock:
+            if isinstance(answer, IpStats) and answer.status == ERROR:
+                self._failures_in_a_row += 1
+                if self._failures_in_a_row >= FAILURES_BEFORE_GIVING_UP and self.gave_up is None:
+                    self.gave_up = "not looked up: the Defender API failed %d times in a row" % self._failures_in_a_row
+            else:
+                self._failures_in_a_row = 0
 
     def _fetch_one(self, ip: str) -> IpStats:
         throttles = 0
@@ -82,17 +152,24 @@ class Fetcher:
                 return failed(ip, _short_reason(self.fatal))
             if self.retired is not None:
                 return failed(ip, RETIRED_REASON)
+            if self.gave_up is not None:
+                return failed(ip, self.gave_up)
             if not self._acquire():
+                if self.stopped:
+                    return failed(ip, STOPPED_REASON)
                 self.rate_limited += 1
                 return rate_limited(ip, "API budget used up; it returns in about %d s"
                                     % max(1, round(self.budget_returns_in)))
             try:
-                answer = self.client.ip_stats(ip, self.lookback_hours)
+                answer = self.client.ip_stats(ip, self.lookback_hours, retry_gate=self.clear_retry)
             except DefenderIpStatsError as error:
                 with self._fatal_lock:
                     if self.fatal is None:
                         self.fatal = error
                 return failed(ip, _short_reason(error))
+            finally:
+                self.limiter.completed()
+            self._note_outcome(answer)
             if isinstance(answer, Retired):
                 self.retired = answer
                 return failed(ip, RETIRED_REASON)

@@ -23,7 +23,7 @@ def normalise_ip(value) -> Optional[str]:
     if not isinstance(value, str) or not value or len(value) > MAX_IP_TEXT:
         return None
     text = value.strip()
-    if "%" in text:
+    if "%" in text and ":" in text:  # an IPv6 zone id; IPv4 has none ("10.0.0.1%2e" is no IP)
         text = text.split("%", 1)[0]
     if not text or not text.isascii():
         return None

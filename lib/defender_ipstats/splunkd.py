@@ -16,6 +16,8 @@ SETTINGS_CONF = "defenderipstats"
 ACCOUNTS_CONF = "defenderipstats_accounts"
 CREDENTIAL_REALM = APP_NAME
 SPLUNKD_TIMEOUT = 30
+# The KV store cache is worth waiting for only so long: past this, the search goes on without it.
+KVSTORE_TIMEOUT = 10
 
 
 def connect(splunkd_uri: str, session_key: str, timeout: float = SPLUNKD_TIMEOUT):

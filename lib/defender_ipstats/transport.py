@@ -6,8 +6,13 @@ each request passes it explicitly, so this session always does; it also gives ev
 a timeout, since msal's own calls carry none when it is handed an http_client.
 """
 
+import random
+from typing import Callable, Optional
+
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
 
 
 class AppSession(requests.Session):
@@ -28,3 +33,79 @@ class AppSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         return super().request(method, url, **kwargs)
+
+
+# -- retries of API calls ------------------------------------------------------------------------
+# Retried: 5xx, connection failures, timeouts and resets. Never a 4xx: a 401 is the client's (one
+# fresh token), a 429 the shared limiter's (every search on the host pauses), 400/403/404 are answers.
+RETRY_STATUSES = frozenset(range(500, 600))
+MAX_RETRIES = 2  # three attempts at most
+BACKOFF_FACTOR = 0.5  # 0.5 s before the first retry, 1 s before the second...
+BACKOFF_JITTER = 0.5  # ...plus up to this much at random
+BACKOFF_MAX = 8.0
+
+
+class BudgetedRetry(Retry):
+    """urllib3's Retry, where every further attempt must first be cleared by ``admit(delay)``.
+
+    ``admit`` waits ``delay`` seconds (the backoff, or a 5xx's Retry-After) within the search's wait
+    allowance and takes one call of API budget, since a retry is an API call like any other. When it
+    says no, no attempt is made: the last answer (a 5xx) is returned, or the last error raised, as
+    when the retries are used up.
+    """
+
+    def __init__(self, *args, admit: Optional[Callable[[float], bool]] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.admit = admit
+
+    def new(self, **kw):
+        retry = super().new(**kw)
+        retry.admit = self.admit
+        return retry
+
+    def get_backoff_time(self) -> float:
+        # urllib3 makes the first retry at once; here every retry backs off, with jitter, so that the
+        # searches of a host that met the same 503 do not all come back at the same moment.
+        attempts = len(self.history)
+        if attempts == 0:
+            return 0.0
+        delay = self.backoff_factor * (2 ** (attempts - 1)) + random.random() * self.backoff_jitter
+        return min(self.backoff_max, delay)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):
+        retry = super().increment(method, url, response=response, error=error, _pool=_pool,
+                                  _stacktrace=_stacktrace)  # raises MaxRetryError when used up
+        delay = retry.get_backoff_time()
+        if response is not None:
+            try:
+                delay = max(delay, retry.get_retry_after(response) or 0.0)
+            except InvalidHeader:
+                pass
+        if self.admit is not None and not self.admit(delay):
+            reason = error or ResponseError("retry not admitted: no wait allowance or API budget left")
+            raise MaxRetryError(_pool, url, reason) from reason
+        return retry
+
+    def sleep(self, response=None) -> None:
+        if self.admit is None:
+            super().sleep(response)
+        # else the wait happened in admit(), in steps that watch for a cancelled search
+
+
+def api_retry(admit: Optional[Callable[[float], bool]] = None) -> BudgetedRetry:
+    return BudgetedRetry(
+        total=MAX_RETRIES, connect=MAX_RETRIES, read=MAX_RETRIES, status=MAX_RETRIES,
+        other=0,  # TLS failures and the like: retrying cannot help
+        redirect=False, allowed_methods=frozenset({"GET"}), status_forcelist=RETRY_STATUSES,
+        backoff_factor=BACKOFF_FACTOR, backoff_jitter=BACKOFF_JITTER, backoff_max=BACKOFF_MAX,
+        raise_on_status=False,  # the last 5xx comes back as a response, for the client to describe
+        respect_retry_after_header=False,  # else urllib3 would retry a 429 itself; Retry-After of a 5xx is used above
+        admit=admit,
+    )
+
+
+def mount_api_retries(session: requests.Session, api_url: str, admit: Callable[[float], bool],
+                      pool_size: int = 4) -> None:
+    """API calls (only they: a token request spends no API budget) go through a retrying adapter."""
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=api_retry(admit))
+    session.mount(api_url.rstrip("/") + "/api/", adapter)

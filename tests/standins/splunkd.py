@@ -35,8 +35,14 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``restart_required`` message), ``authentication/current-context``,
 ``authorization/capabilities``, ``messages``, ``apps/local`` (read only), ``kvstore/status``,
 ``configs/conf-<file>``, ``properties``, ``storage/passwords``, ``storage/collections/config``,
-``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``).  Anything
+``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``),
+``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
+``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel).  Anything
 else is a 404 with splunkd's error body.
+
+Jobs: only their state is modelled (no search runs). A cancelled job is gone (``404 Unknown
+sid.``, as splunkd answers once it deleted the job); a finalised one reports ``isFinalized``
+and ``dispatchState`` FINALIZING.  A job is visible to its owner and to ``admin_all_objects``.
 
 Known deviations: only ``default/`` of an app folder is read (never ``local/``); REST writes
 do not record an owner in local.meta; error texts that were not confirmed from splunkd are
@@ -851,6 +857,7 @@ class SplunkdStandin:
         self._faults: List[_Fault] = []
         self._settings: Dict[str, str] = {}
         self.restarts = 0
+        self._jobs: Dict[str, Dict[str, Any]] = {}
 
         self._install_builtin_apps(max_documents_per_batch_save, max_rows_per_query)
         if apps is None:
@@ -1048,6 +1055,31 @@ class SplunkdStandin:
                 store[key] = doc
                 keys.append(key)
             return keys
+
+    def create_job(self, sid: str, owner: str = "admin", app: str = DEFAULT_APP,
+                   search: str = "| makeresults") -> None:
+        """A running search job, as splunkd has one for every search that runs a command."""
+        now = time.time()
+        with self._lock:
+            self._jobs[sid] = {"sid": sid, "owner": owner, "app": app, "search": search, "created": now,
+                               "dispatchState": "RUNNING", "isFinalized": False, "isPaused": False,
+                               "isFailed": False, "isDone": False}
+
+    def cancel_job(self, sid: str) -> None:
+        """As ``control action=cancel``: the job is deleted."""
+        with self._lock:
+            self._jobs.pop(sid, None)
+
+    def finalize_job(self, sid: str) -> None:
+        """As ``control action=finalize``: the search stops reading events and finishes."""
+        with self._lock:
+            job = self._jobs[sid]
+            job.update(isFinalized=True, dispatchState="FINALIZING")
+
+    def job_state(self, sid: str) -> Optional[Dict[str, Any]]:
+        with self._lock:
+            job = self._jobs.get(sid)
+            return dict(job) if job else None
 
     def kv_clear(self, collection: str, app: str = DEFAULT_APP) -> None:
         with self._lock:
@@ -1470,6 +1502,10 @@ class SplunkdStandin:
             self._ep_collections_config(req, ctx, rest[3:], rest_raw[3:])
         if rest[:3] == ["storage", "collections", "data"] and len(rest) >= 4:
             self._ep_collections_data(req, ctx, rest[3], rest[4:])
+        if rest[:2] == ["search", "jobs"]:
+            self._ep_jobs(req, rest[2:])
+        if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries
+            self._ep_jobs(req, rest[3:])
 
     # ================================================================ render
 
@@ -1760,6 +1796,101 @@ class SplunkdStandin:
             self._feed(req, "messages", "/services/messages", entries,
                        links={"create": "/services/messages/_new"})
         self._fail(req, 405, "Method Not Allowed")
+
+    # ----------------------------------------------------------------- jobs
+
+    def _job_entry(self, job: Dict[str, Any]) -> _Entry:
+        sid, owner, app = job["sid"], job["owner"], job["app"]
+        href = "/servicesNS/%s/%s/search/jobs/%s" % (quote(owner, safe=""), quote(app, safe=""), quote(sid, safe=""))
+        run_duration = round(time.time() - job["created"], 3)
+        search = job["search"]
+        content = {
+            "bundleVersion": "0", "canSummarize": False, "cursorTime": "1970-01-01T00:00:00.000+00:00",
+            "defaultSaveTTL": "604800", "defaultTTL": "600", "delegate": "", "diskUsage": 4096,
+            "dispatchState": job["dispatchState"], "doneProgress": 1 if job["isDone"] else 0,
+            "dropCount": 0, "earliestTime": "1970-01-01T00:00:00.000+00:00", "eventAvailableCount": 0,
+            "eventCount": 0, "eventFieldCount": 0, "eventIsStreaming": True, "eventIsTruncated": True,
+            "eventSearch": "", "eventSorting": "none", "isBatchModeSearch": False,
+            "isDone": job["isDone"], "isEventsPreviewEnabled": False, "isFailed": job["isFailed"],
+            "isFinalized": job["isFinalized"], "isPaused": job["isPaused"], "isPreviewEnabled": False,
+            "isRealTimeSearch": False, "isRemoteTimeline": False, "isSaved": False, "isSavedSearch": False,
+            "isTimeCursored": False, "isZombie": False, "keywords": "", "label": "",
+            "normalizedSearch": search, "numPreviews": 0, "optimizedSearch": search, "phase0": search,
+            "phase1": "", "pid": "4242", "priority": 5, "provenance": "UI:Search", "remoteSearch": "",
+            "reportSearch": search, "resultCount": 0, "resultIsStreaming": False, "resultPreviewCount": 0,
+            "runDuration": run_duration, "sampleRatio": "1", "sampleSeed": "0", "scanCount": 0,
+            "searchCanBeEventType": False, "searchTotalBucketsCount": 0, "searchTotalEliminatedBucketsCount": 0,
+            "sid": sid, "statusBuckets": 0, "ttl": 600, "messages": {},
+            "request": {"search": search}, "runtime": {"auto_cancel": "0", "auto_pause": "0"},
+            "searchProviders": [self.server_name],
+        }
+        links = {rel: href + "/" + rel for rel in ("search.log", "events", "results", "results_preview",
+                                                    "timeline", "summary", "control")}
+        acl = {"app": app, "can_write": True, "modifiable": True, "owner": owner,
+               "perms": {"read": [owner], "write": [owner]}, "sharing": "global", "ttl": "600"}
+        return _Entry(search, href, owner, content, links, acl=acl)
+
+    def _render_bare_entry(self, entry: _Entry) -> bytes:
+        """A job's Atom XML is one ``<entry>`` at the top level, not inside a ``<feed>`` (splunklib relies on it)."""
+        now = _timestamp()
+        out = ['<?xml version="1.0" encoding="UTF-8"?>\n',
+               '<entry xmlns="%s" xmlns:s="%s" xmlns:opensearch="%s">\n' % (NS_ATOM, NS_REST, NS_OPENSEARCH),
+               '  <title>%s</title>\n' % _xml_text(entry.name),
+               '  <id>%s</id>\n' % _xml_text(self._origin(entry.href)),
+               '  <updated>%s</updated>\n' % now,
+               '  <link href=%s rel="alternate"/>\n' % _xml_attr(entry.href),
+               '  <published>%s</published>\n' % now,
+               '  <author>\n    <name>%s</name>\n  </author>\n' % _xml_text(entry.author)]
+        for rel, href in entry.links.items():
+            out.append('  <link href=%s rel=%s/>\n' % (_xml_attr(href), _xml_attr(rel)))
+        out.append('  <content type="text/xml">%s</content>\n' % _xml_value(_xml_content_dict(entry), "  "))
+        out.append('</entry>\n')
+        return "".join(out).encode("utf-8")
+
+    def _visible_job(self, req: _Request, sid: str) -> Dict[str, Any]:
+        job = self._jobs.get(sid)
+        user = req.username or ""
+        if job is None or (job["owner"] != user and not self._has_cap(user, "admin_all_objects")):
+            self._fail(req, 404, "Unknown sid.", msg_type="FATAL")
+        return job
+
+    def _ep_jobs(self, req: _Request, rest: List[str]) -> None:
+        feed = "/services/search/jobs"
+        links = {"create": feed + "/_new"}
+        if not rest:
+            if req.method not in ("GET", "HEAD"):
+                self._fail(req, 405, "Method Not Allowed")  # dispatching searches is not modelled
+            user = req.username or ""
+            entries = [self._job_entry(job) for job in self._jobs.values()
+                       if job["owner"] == user or self._has_cap(user, "admin_all_objects")]
+            self._feed(req, "jobs", feed, entries, links=links)
+        sid = rest[0]
+        job = self._visible_job(req, sid)
+        if len(rest) == 1:
+            if req.method in ("GET", "HEAD"):
+                if req.output_mode == "json":
+                    self._feed(req, "jobs", feed, [self._job_entry(job)], links=links, paginate=False)
+                raise _Reply(200, self._render_bare_entry(self._job_entry(job)))
+            if req.method == "DELETE":
+                del self._jobs[sid]
+                body, ctype = _error_body("Search job cancelled.", req.output_mode, msg_type="INFO")
+                raise _Reply(200, body, ctype)
+            self._fail(req, 405, "Method Not Allowed")
+        if rest[1:] == ["control"] and req.method == "POST":
+            action = (req.param("action") or "").lower()
+            texts = {"cancel": "Search job cancelled.", "finalize": "Search job finalized.",
+                     "pause": "Search job paused.", "unpause": "Search job unpaused.", "touch": "Search job touched."}
+            if action not in texts:
+                self._fail(req, 400, "Invalid action: %s" % action)
+            if action == "cancel":
+                del self._jobs[sid]
+            elif action == "finalize":
+                job.update(isFinalized=True, dispatchState="FINALIZING")
+            elif action in ("pause", "unpause"):
+                job.update(isPaused=action == "pause", dispatchState="PAUSED" if action == "pause" else "RUNNING")
+            body, ctype = _error_body(texts[action], req.output_mode, msg_type="INFO")
+            raise _Reply(200, body, ctype)
+        self._fail(req, 404, "Not Found")
 
     # ----------------------------------------------------------------- apps
 

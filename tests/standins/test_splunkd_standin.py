@@ -426,3 +426,35 @@ def test_fault_injection(standin):
     standin.clear_faults()
     assert service(standin).info["version"]
     assert [r.status for r in standin.requests if "server/info" in r.path][-2:] == [0, 200]
+
+
+# -- search jobs (their state only) ---------------------------------------------------------------
+def test_jobs_are_read_finalised_and_cancelled_through_splunklib(standin):
+    standin.create_job("1764201601.42", owner="analyst", app=APP, search="search index=fw | defenderipstats")
+    svc = service(standin, "analyst")
+    job = svc.job("1764201601.42")
+    assert job["dispatchState"] == "RUNNING" and job["isFinalized"] == "0" and job["isDone"] == "0"
+    assert job.name == "1764201601.42" or job["sid"] == "1764201601.42"
+    raw = json.loads(svc.get("search/jobs/1764201601.42", output_mode="json").body.read())
+    content = raw["entry"][0]["content"]
+    assert content["isFinalized"] is False and content["dispatchState"] == "RUNNING"  # JSON booleans
+    job.finalize()
+    job.refresh()
+    assert job["isFinalized"] == "1" and job["dispatchState"] == "FINALIZING"
+    assert standin.job_state("1764201601.42")["isFinalized"] is True
+    job.cancel()
+    assert standin.job_state("1764201601.42") is None
+    with pytest.raises(HTTPError) as caught:
+        svc.get("search/jobs/1764201601.42", output_mode="json")
+    assert caught.value.status == 404 and "Unknown sid." in str(caught.value)
+
+
+def test_a_job_is_visible_to_its_owner_and_admins_only(standin):
+    standin.create_job("mine", owner="admin")
+    with pytest.raises(HTTPError) as caught:
+        service(standin, "analyst").get("search/jobs/mine")
+    assert caught.value.status == 404
+    assert [e["name"] for e in json.loads(service(standin, "admin").get(
+        "search/jobs", output_mode="json").body.read())["entry"]] == ["| makeresults"]
+    standin.cancel_job("mine")
+    assert service(standin, "admin").jobs.list() == []

@@ -27,10 +27,37 @@ def test_normalise_valid(value, expected):
 @pytest.mark.parametrize("value", [
     "", " ", "abc", "1.2.3", "1.2.3.4.5", "256.1.1.1", "010.1.1.1", "1.2.3.4/24", "../1.2.3.4",
     "1.2.3.4?x=1", "1.2.3.4#", "%2e%2e", "1.2.3.4\r\nHost: x", "１.２.３.４", "x" * 5000, "[::1]", None, 16909060,
-    "1.2.3.4 5.6.7.8",
+    "1.2.3.4 5.6.7.8", "10.0.0.1%2e", "10.0.0.1%eth0", "10.0.0.1%2f..%2f",  # IPv4 has no zone id
 ])
 def test_normalise_invalid(value):
     assert normalise_ip(value) is None
+
+
+def test_normalise_gives_only_canonical_ips_for_any_text():
+    """In-process property (shrinks on failure): whatever the text, the result is None or an IP in
+    its one canonical spelling, which is all that may reach a URL."""
+    import ipaddress
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from defender_ipstats.client import is_canonical_ip
+
+    pieces = st.sampled_from(["../", "%2e", "%", "?", "#", " ", "\r\n", "/", ":", "::", ".", "%eth0", "\u00a0"])
+    ip = st.ip_addresses().map(str)
+    text = st.one_of(st.text(), ip, st.tuples(pieces, ip, pieces).map("".join),
+                     st.tuples(ip, pieces, st.integers(0, 40)).map(lambda t: t[0][:t[2]] + t[1] + t[0][t[2]:]))
+
+    @settings(max_examples=500, derandomize=True, database=None, deadline=None)
+    @given(text)
+    def check(value):
+        canonical = normalise_ip(value)
+        if canonical is not None:
+            assert is_canonical_ip(canonical)
+            assert str(ipaddress.ip_address(canonical)) == canonical
+            assert not set(canonical) - set("0123456789abcdef.:")
+
+    check()
 
 
 def test_normaliser_memo_is_bounded_and_consistent():
