@@ -16,10 +16,6 @@ import pytest
 
 from harness import APP, APP_ROOT, COMMAND_PYTHON, ROOT
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("DEFENDERIPSTATS_APP_ROOT"),
-    reason="checks an unpacked package; run by make test-package (dev/test_package.sh)")
-
 ALLOWED_TOP = {"bin", "default", "lib", "metadata", "README", "README.md", "LICENSE", "CHANGELOG.md"}
 LIB = os.path.join(APP_ROOT, "lib")
 

@@ -13,7 +13,7 @@ from .fetcher import Fetcher, WaitAllowance
 from .logs import redact
 from .lookup import ChunkEnricher, Resolver
 from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
-from .ratelimit import SlidingWindowLimiter, host_limiter
+from .ratelimit import host_limiter
 
 FETCH_WORKERS = 4
 
@@ -148,7 +148,9 @@ class Enrichment:
                                               account.graph_scope, http_client=session)
             self.hunting_client = HuntingClient(account.effective_graph_url, _RedactingTokens(self.graph_tokens),
                                                 session)
-            hunting_limiter = SlidingWindowLimiter([(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)])
+            hunting_limiter = host_limiter("hunting", account.tenant_id, account.client_id,
+                                           [(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)],
+                                           logger=self.logger)
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, options.lookback_hours, self.allowance,
                                      should_stop=self.should_stop)
         self.router = BackendRouter(options.backend, self.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,

@@ -210,6 +210,8 @@ class HuntingFetcher:
             except DefenderIpStatsError as error:
                 self.fatal = error
                 continue
+            finally:
+                self.limiter.completed()  # the query counts from when it surely reached Graph
             if isinstance(answer, Throttled):
                 throttles += 1
                 self.limiter.pause_for(answer.retry_after)
