@@ -159,14 +159,25 @@ class Enrichment:
         return self.router
 
     def enrich(self, records: list, last: bool = False) -> list:
+        """Enrich a chunk of records (dicts) in place: the splunklib path."""
         self.events += len(records)
-        answers = self.enricher.enrich(records)
+        self._took(self.enricher.enrich(records), last)
+        return records
+
+    def enrich_values(self, values: list, last: bool = False) -> dict:
+        """The output values of each of a chunk's field values (``ChunkEnricher.resolve_values``'s
+        ``row_of``): the lean path, which writes them into the rows itself."""
+        self.events += len(values)
+        answers, row_of = self.enricher.resolve_values(values)
+        self._took(answers, last)
+        return row_of
+
+    def _took(self, answers, last):
         for ip, stats in answers.items():  # per distinct IP, not per event: cheap
             self.ip_status[ip] = stats.status
         self._report_fetch_problems(answers)
         if last:
             self._report_rate_limited()
-        return records
 
     def _report_fetch_problems(self, answers):
         if self.lazy_fetcher.fetcher is None:

@@ -5,7 +5,7 @@ tested without any server. Nothing here does I/O of its own.
 """
 
 import ipaddress
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .model import INVALID, OUTPUT_SUFFIXES, SOURCE_CACHE, IpStats, failed
 
@@ -139,11 +139,16 @@ class ChunkEnricher:
         self.on_error = on_error
         self.normalise = normalise or Normaliser()
 
-    def enrich(self, records: List[dict]) -> Dict[str, IpStats]:
-        """Enrich ``records`` in place; return the answers for the chunk's distinct IPs."""
-        field = self.field
+    def resolve_values(self, values: List) -> Tuple[Dict[str, IpStats], Dict[str, tuple]]:
+        """The answers for the distinct IPs among ``values``, and the output values of each raw value.
+
+        ``values`` are the field's values of a chunk's events: a string, a list of strings
+        (multivalue), or None (field missing). Returns ``(answers, row_of)``: ``answers`` maps
+        each distinct canonical IP to its IpStats; ``row_of`` maps every non-empty raw value (and
+        every item of a multivalue, empty ones included) to its output values, in OUTPUT_SUFFIXES
+        order. Empty and missing values are not in ``row_of``: their outputs are EMPTY_VALUES.
+        """
         normalise = self.normalise
-        values = [record.get(field) for record in records]
         # Each distinct raw value is normalised once per chunk (and memoised across chunks).
         canonical_of: Dict[str, Optional[str]] = {}
         for value in values:
@@ -172,6 +177,13 @@ class ChunkEnricher:
                 if stats is None:  # the resolver must answer every IP; be safe if it did not
                     stats = failed(ip, "no answer")
                 row_of[raw] = stats.output_values()
+        return answers, row_of
+
+    def enrich(self, records: List[dict]) -> Dict[str, IpStats]:
+        """Enrich ``records`` (dicts) in place; return the answers for the chunk's distinct IPs."""
+        field = self.field
+        values = [record.get(field) for record in records]
+        answers, row_of = self.resolve_values(values)
         names = self.names
         for record, value in zip(records, values):
             if not value:
