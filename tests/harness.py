@@ -98,19 +98,22 @@ class AppHarness:
             return "%d.%d" % (1764201600 + self._runs, os.getpid() % 1000)
 
     def search(self, args, chunks, timeout: float = 120, username: str = "admin", sid: Optional[str] = None,
-               **searchinfo):
-        """Run the command over protocol v2, with a running job for ``sid`` in splunkd as for any search."""
+               env: Optional[Dict[str, str]] = None, **searchinfo):
+        """Run the command over protocol v2, with a running job for ``sid`` in splunkd as for any search.
+
+        ``env``: extra environment variables for the command (e.g. ``DEFENDERIPSTATS_LEAN=0``)."""
         sid = sid or self.new_sid()
         if self.splunkd.job_state(sid) is None:
             self.splunkd.create_job(sid, owner=username, app=APP, search="| defenderipstats " + " ".join(args))
         dispatch_dir = os.path.join(self.dispatch, sid)
         os.makedirs(dispatch_dir, exist_ok=True)
-        env = dict(os.environ)
+        command_env = dict(os.environ)
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "HTTPS_PROXY", "https_proxy"):
-            env.pop(name, None)
-        env["SPLUNK_HOME"] = self.splunk_home
+            command_env.pop(name, None)
+        command_env["SPLUNK_HOME"] = self.splunk_home
+        command_env.update(env or {})
         searchinfo.setdefault("session_key", self.splunkd.new_session_key(username))
-        return run_command(COMMAND, list(args), chunks, python=self.python, env=env, cwd=dispatch_dir,
+        return run_command(COMMAND, list(args), chunks, python=self.python, env=command_env, cwd=dispatch_dir,
                            timeout=timeout, splunkd_uri=self.splunkd.base_url, sid=sid,
                            username=username, owner=username, **searchinfo)
 
