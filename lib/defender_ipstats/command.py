@@ -36,9 +36,15 @@ class DefenderIpStatsCommand(StreamingCommand):
     maxwait = Option(doc="Seconds to wait for API budget before marking IPs rate_limited.")
     backend = Option(doc="ipstats | hunting | auto.")
 
-    enrichment = None
+    _enrichment = None
+    _started = None
 
     def prepare(self):
+        """At getinfo: settings, options, account and secret, read and checked, or one clear error.
+
+        The rest of the search's machinery (KV store cache, rate limiter, job watcher) is built on
+        the first execute chunk (``enrichment``): the getinfo reply needs none of it.
+        """
         logger = get_logger()
         info = self.metadata.searchinfo
         sid = getattr(info, "sid", "")
@@ -50,27 +56,42 @@ class DefenderIpStatsCommand(StreamingCommand):
             options = Options.resolve(self._raw_options(), settings)
             account = config.account(options.account)
             credential = config.secret(account.name)
-            from .enrichment import Enrichment
-            from .jobwatch import POLL_TIMEOUT, JobWatcher
-
-            # Separate connections with short timeouts: a hanging KV store costs one warning, not the
-            # search; a slow job poll must not hold up a worker for long.
-            kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
-            watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT), sid,
-                                 logger=logger)
-            self.enrichment = Enrichment(options, settings, account, credential, kv_service, logger, sid=sid,
-                                         should_stop=watcher.should_stop)
         except DefenderIpStatsError as error:
             logger.error("sid=%s cannot start: %s", sid, error)
             self.write_error("defenderipstats: %s" % error)
             sys.exit(1)
         except Exception as error:  # never a traceback in the search
-            logger.exception("sid=%s cannot start", sid)
-            self.write_error("defenderipstats could not start (internal error: %s). "
-                             "See defenderipstats.log." % type(error).__name__)
-            sys.exit(1)
+            self._cannot_start(logger, sid, error)
+        self._started = (options, settings, account, credential, logger, sid)
         logger.debug("sid=%s prepared: field=%s account=%s lookback=%s cache=%s", sid, options.field,
                      account.name, options.lookback_hours, options.cache)
+
+    @property
+    def enrichment(self):
+        """The search's ``Enrichment``, built when the first execute chunk needs it."""
+        if self._enrichment is None:
+            options, settings, account, credential, logger, sid = self._started
+            info = self.metadata.searchinfo
+            try:
+                from .enrichment import Enrichment
+                from .jobwatch import POLL_TIMEOUT, JobWatcher
+
+                # Separate connections with short timeouts: a hanging KV store costs one warning, not
+                # the search; a slow job poll must not hold up a worker for long.
+                kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
+                watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
+                                     sid, logger=logger)
+                self._enrichment = Enrichment(options, settings, account, credential, kv_service, logger, sid=sid,
+                                              should_stop=watcher.should_stop)
+            except Exception as error:  # never a traceback in the search
+                self._cannot_start(logger, sid, error)
+        return self._enrichment
+
+    def _cannot_start(self, logger, sid, error):
+        logger.exception("sid=%s cannot start", sid)
+        self.write_error("defenderipstats could not start (internal error: %s). "
+                         "See defenderipstats.log." % type(error).__name__)
+        sys.exit(1)
 
     def _raw_options(self):
         return {name: getattr(self, name) for name in
@@ -115,8 +136,7 @@ class DefenderIpStatsCommand(StreamingCommand):
         """
         istream = self._as_binary_stream(ifile)
         writer = self._record_writer
-        enricher = self.enrichment.enricher
-        lean = LeanBody(enricher.field, enricher.names, self._decode_list)
+        lean = None
         while True:
             request = self._read_chunk(istream)
             if not request:
@@ -128,6 +148,9 @@ class DefenderIpStatsCommand(StreamingCommand):
             self._finished = getattr(metadata, "finished", False)
             writer.is_flushed = False
             self._metadata.update(metadata)
+            if lean is None:  # (an error building the enrichment goes into this chunk's reply)
+                enricher = self.enrichment.enricher
+                lean = LeanBody(enricher.field, enricher.names, self._decode_list)
             try:
                 reply = lean.process(body, self._enrich_values)
             except Unsupported as why:  # raised before any lookup: splunklib's path takes this chunk
