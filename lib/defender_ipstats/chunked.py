@@ -29,9 +29,9 @@ import csv
 import io
 import json
 import re
-from itertools import islice, repeat
+from itertools import chain, repeat
 from operator import add, itemgetter
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence
 
 MV_PREFIX = "__mv_"
 # Rows parsed at a time: only the field's cells are kept, so memory stays flat with the chunk size.
@@ -42,6 +42,13 @@ _NEEDS_QUOTES = re.compile('[,"\r\n]')
 
 class Unsupported(Exception):
     """This body is for splunklib's path; the message says why."""
+
+
+class Body(NamedTuple):
+    """A reply body: its size in bytes, and its bytes in pieces (made as they are written)."""
+
+    size: int
+    pieces: Iterable[bytes]
 
 
 def mv_encode(values: Sequence[str]) -> str:
@@ -82,8 +89,8 @@ class LeanBody:
         self._empty_outputs = [("", "")] * len(self.names)
 
     # -- the chunk ------------------------------------------------------------------------
-    def process(self, text: str, enrich: Callable[[list], Optional[Dict[str, tuple]]]) -> List[bytes]:
-        """The reply body for the request body ``text``, as UTF-8 pieces to write one after another.
+    def process(self, text: str, enrich: Callable[[list], Optional[Dict[str, tuple]]]) -> "Body":
+        """The reply body for the request body ``text``.
 
         ``enrich(values) -> row_of`` is called exactly once, with the field's value of every event
         (a string, a list of strings for a multivalue, or None when the events lack the field);
@@ -94,7 +101,7 @@ class LeanBody:
         records = self._records(text) if text else []
         if not records:
             enrich([])
-            return []  # no header, no events: splunklib writes no body either
+            return Body(0, ())  # no header, no events: splunklib writes no body either
         header_line = records[0]
         header = self._parse_header(header_line)
         rows = records[1:]
@@ -103,7 +110,7 @@ class LeanBody:
             if rows:
                 raise Unsupported("events without a header")
             enrich([])
-            return []
+            return Body(0, ())
         values, special = self._read_rows(rows, header)
         lookup_values = values
         if special:
@@ -114,21 +121,36 @@ class LeanBody:
                     lookup_values[index] = self.decode_mv(cells[field_mv])
         row_of = enrich(lookup_values)  # the one call; nothing below raises Unsupported
         if not rows:
-            return []  # the header alone (splunkd's last chunk): splunklib writes no body
-        tails = self._tails(values, special, row_of)
+            return Body(0, ())  # the header alone (splunkd's last chunk): splunklib writes no body
+        tails, ascii_tails = self._tails(values, special, row_of)
         del values
         mv_columns = [(index, header.index(name[len(MV_PREFIX):])) for index, name in enumerate(header)
                       if name.startswith(MV_PREFIX)]
-        pieces = [(header_line + self._header_tail + "\n").encode("utf-8")]
+        rewritten = {index: self._rewrite(cells, mv_columns, lookup_values[index], row_of)
+                     for index, cells in special.items()}
+        head = (header_line + self._header_tail + "\n").encode("utf-8")
+        pieces = self._pieces(rows, tails, rewritten)
+        if ascii_tails and text.isascii():
+            # One character is one byte: the size is known without the body, which is then made
+            # and written a slice at a time.
+            size = len(head) + sum(map(len, rows)) + sum(map(len, tails)) + len(rows)
+            for index, line in rewritten.items():
+                size += len(line) - len(rows[index]) - len(tails[index])
+            return Body(size, chain((head,), pieces))
+        pieces = [head] + list(pieces)
+        return Body(sum(map(len, pieces)), pieces)
+
+    @staticmethod
+    def _pieces(rows, tails, rewritten):
+        """The body's lines as UTF-8, a slice of rows at a time."""
         for start in range(0, len(rows), PARSE_SLICE):
-            lines = list(map(add, rows[start:start + PARSE_SLICE], islice(tails, PARSE_SLICE)))
-            if special:
+            lines = list(map(add, rows[start:start + PARSE_SLICE], tails[start:start + PARSE_SLICE]))
+            if rewritten:
                 for index in range(start, start + len(lines)):
-                    cells = special.get(index)
-                    if cells is not None:
-                        lines[index - start] = self._rewrite(cells, mv_columns, lookup_values[index], row_of)
-            pieces.append(("\n".join(lines) + "\n").encode("utf-8"))
-        return pieces
+                    line = rewritten.get(index)
+                    if line is not None:
+                        lines[index - start] = line
+            yield ("\n".join(lines) + "\n").encode("utf-8")
 
     # -- reading --------------------------------------------------------------------------
     @staticmethod
@@ -223,10 +245,10 @@ class LeanBody:
 
     # -- writing --------------------------------------------------------------------------
     def _tails(self, values, special, row_of):
-        """The text appended to each row: the output columns for its value."""
+        """The text appended to each row (the output columns for its value), and whether all is ASCII."""
         empty = self._empty_tail
         if row_of is None:
-            return repeat(empty, len(values))
+            return [empty] * len(values), True
         tail_of = {None: empty, "": empty}
         line = self._line
         for raw, outputs in row_of.items():
@@ -239,7 +261,7 @@ class LeanBody:
             values = list(values)
             for index in special:
                 values[index] = None
-        return map(tail_of.__getitem__, values)
+        return list(map(tail_of.__getitem__, values)), all(tail.isascii() for tail in tail_of.values())
 
     def _outputs(self, value, row_of):
         """``(plain cell, __mv_ cell)`` of each output field, as splunklib writes them."""
@@ -270,11 +292,11 @@ class LeanBody:
         return self._line(cells)
 
 
-def write_reply(ostream, pieces: Sequence[bytes], finished=None, inspector: Optional[dict] = None) -> None:
+def write_reply(ostream, body: Body, finished=None, inspector: Optional[dict] = None) -> None:
     """One reply chunk: ``{"inspector": ..., "finished": ...}`` and the body, as splunklib frames it.
 
     Members that are None are left out (an empty inspector is None); the JSON is compact and ASCII,
-    like splunklib's; the lengths are byte counts. ``pieces`` are the body's bytes, in order.
+    like splunklib's; the lengths are byte counts.
     """
     metadata = {}
     if inspector:
@@ -282,7 +304,11 @@ def write_reply(ostream, pieces: Sequence[bytes], finished=None, inspector: Opti
     if finished is not None:
         metadata["finished"] = finished
     meta = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
-    ostream.write(b"chunked 1.0,%d,%d\n%s" % (len(meta), sum(map(len, pieces)), meta))
-    for piece in pieces:
+    ostream.write(b"chunked 1.0,%d,%d\n%s" % (len(meta), body.size, meta))
+    written = 0
+    for piece in body.pieces:
         ostream.write(piece)
+        written += len(piece)
+    if written != body.size:  # never: the search would read a broken stream
+        raise RuntimeError("reply body is %d bytes, announced %d" % (written, body.size))
     ostream.flush()

@@ -151,21 +151,26 @@ class DefenderIpStatsCommand(StreamingCommand):
             if lean is None:  # (an error building the enrichment goes into this chunk's reply)
                 enricher = self.enrichment.enricher
                 lean = LeanBody(enricher.field, enricher.names, self._decode_list)
-            try:
-                reply = lean.process(body, self._enrich_values)
-            except Unsupported as why:  # raised before any lookup: splunklib's path takes this chunk
-                self.enrichment.logger.debug("sid=%s chunk left to splunklib: %s", self.enrichment.sid, why)
-                self._execute_chunk_v2(self.stream, request)
-                writer.write_chunk(finished=self._finished)
-                continue
-            messages, metrics = self._chunk_report()
-            inspector = {}
-            if messages:
-                inspector["messages"] = [[level, text] for level, text in messages]
-            for name, value in metrics:
-                inspector["metric." + name] = list(value)
-            write_reply(writer.ofile, reply, self._finished, inspector)
-            writer.is_flushed = True
+            self._lean_chunk(lean, request)
+            del request, metadata, body  # before the next request is read: one chunk in memory at a time
+
+    def _lean_chunk(self, lean, request):
+        writer = self._record_writer
+        try:
+            reply = lean.process(request[1], self._enrich_values)
+        except Unsupported as why:  # raised before any lookup: splunklib's path takes this chunk
+            self.enrichment.logger.debug("sid=%s chunk left to splunklib: %s", self.enrichment.sid, why)
+            self._execute_chunk_v2(self.stream, request)
+            writer.write_chunk(finished=self._finished)
+            return
+        messages, metrics = self._chunk_report()
+        inspector = {}
+        if messages:
+            inspector["messages"] = [[level, text] for level, text in messages]
+        for name, value in metrics:
+            inspector["metric." + name] = list(value)
+        write_reply(writer.ofile, reply, self._finished, inspector)
+        writer.is_flushed = True
 
     def _enrich_values(self, values):
         try:

@@ -15,7 +15,7 @@ from splunklib.searchcommands import SearchMetric
 from splunklib.searchcommands.internals import RecordWriterV2
 from splunklib.searchcommands.search_command import SearchCommand
 
-from defender_ipstats.chunked import LeanBody, Unsupported, mv_encode, write_reply
+from defender_ipstats.chunked import Body, LeanBody, Unsupported, mv_encode, write_reply
 from defender_ipstats.lookup import ChunkEnricher
 from defender_ipstats.model import ERROR, FOUND, NOT_SEEN, IpStats
 from protocol import decode_chunks, decode_records
@@ -62,9 +62,15 @@ def lean_reply(body, field, prefix="defender_"):
         seen.append(len(values))
         return enricher.resolve_values(values)[1]
 
-    pieces = LeanBody(field, enricher.names, decode_mv).process(body, enrich)
+    reply = LeanBody(field, enricher.names, decode_mv).process(body, enrich)
     assert len(seen) == 1  # enrichment is called exactly once per chunk
-    return b"".join(pieces)
+    return joined(reply)
+
+
+def joined(reply):
+    data = b"".join(reply.pieces)
+    assert len(data) == reply.size  # announced before the body is made
+    return data
 
 
 def assert_same(body, field, prefix="defender_"):
@@ -171,7 +177,7 @@ def test_a_quote_inside_a_bare_cell_is_read_as_splunklib_reads_it():
 
 def test_enrichment_failure_leaves_the_output_fields_empty():
     body = csv_body(["ip", "__mv_ip"], [["10.0.0.1", ""], ["a\nb", mv_encode(["a", "b"])]])
-    records = decode_records(b"".join(LeanBody("ip", NAMES, decode_mv).process(body, lambda values: None)))
+    records = decode_records(joined(LeanBody("ip", NAMES, decode_mv).process(body, lambda values: None)))
     assert len(records) == 2
     assert all(record[name] == "" for record in records for name in NAMES)
     assert records[1]["ip"] == ["a", "b"]
@@ -240,7 +246,7 @@ def test_reply_metadata_is_byte_for_byte_splunklibs(finished):
     writer.write_metric("defenderipstats.api_calls", SearchMetric(0.0, 3, 0, 0))
     writer.write_chunk(finished=finished)
     ours = io.BytesIO()
-    write_reply(ours, [], finished, {
+    write_reply(ours, Body(0, ()), finished, {
         "messages": [["WARN", 'The KV store cache is unavailable ("x", é); this search continues'],
                      ["ERROR", "second"]],
         "metric.defenderipstats.events": [1.25, 1, 10, 10],
@@ -251,7 +257,16 @@ def test_reply_metadata_is_byte_for_byte_splunklibs(finished):
 
 def test_reply_lengths_are_bytes_and_pieces_are_joined():
     out = io.BytesIO()
-    write_reply(out, ["é,x\n".encode(), "ü,y\n".encode()], False, {})
+    write_reply(out, Body(10, ["é,x\n".encode(), "ü,y\n".encode()]), False, {})
     [(metadata, body, _)] = decode_chunks(out.getvalue())
     assert metadata == {"finished": False}
     assert body.decode("utf-8") == "é,x\nü,y\n"
+    with pytest.raises(RuntimeError):
+        write_reply(io.BytesIO(), Body(11, [b"x"]), False)
+
+
+@pytest.mark.parametrize("text", ["ascii only", "ünïcödé"])
+def test_the_announced_size_is_the_body_size(text):
+    rows = [["10.0.0.%d" % i, text, "", ""] for i in range(3 * 5000 + 1)]
+    rows[7] = ["a\nb", text, mv_encode(["a", "b"]), ""]
+    assert_same(csv_body(["ip", "t", "__mv_ip", "__mv_t"], rows), "ip", prefix="ü_" if text.isascii() else "d_")
