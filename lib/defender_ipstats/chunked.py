@@ -98,30 +98,15 @@ class LeanBody:
         when enrichment failed (then the output fields are empty). Raises :class:`Unsupported`
         before calling ``enrich`` if splunklib's path must take the chunk.
         """
-        records = self._records(text) if text else []
-        if not records:
-            enrich([])
-            return Body(0, ())  # no header, no events: splunklib writes no body either
-        header_line = records[0]
-        header = self._parse_header(header_line)
-        rows = records[1:]
-        del records
-        if not header:
-            if rows:
-                raise Unsupported("events without a header")
-            enrich([])
-            return Body(0, ())
-        values, special = self._read_rows(rows, header)
-        lookup_values = values
-        if special:
-            lookup_values = list(values)
-            field_mv = header.index(MV_PREFIX + self.field) if MV_PREFIX + self.field in header else None
-            for index, cells in special.items():
-                if field_mv is not None and cells[field_mv]:
-                    lookup_values[index] = self.decode_mv(cells[field_mv])
+        try:
+            header_line, header, rows, values, special, lookup_values = self._read(text)
+        except (Unsupported, MemoryError):
+            raise
+        except Exception as error:  # a shape this path did not foresee: splunklib's path copes
+            raise Unsupported("unexpected %s: %s" % (type(error).__name__, error)) from error
         row_of = enrich(lookup_values)  # the one call; nothing below raises Unsupported
-        if not rows:
-            return Body(0, ())  # the header alone (splunkd's last chunk): splunklib writes no body
+        if header is None or not rows:  # no events (or the header alone, as in splunkd's last chunk):
+            return Body(0, ())  # splunklib writes no body either
         tails, ascii_tails = self._tails(values, special, row_of)
         del values
         mv_columns = [(index, header.index(name[len(MV_PREFIX):])) for index, name in enumerate(header)
@@ -153,6 +138,30 @@ class LeanBody:
             yield ("\n".join(lines) + "\n").encode("utf-8")
 
     # -- reading --------------------------------------------------------------------------
+    def _read(self, text):
+        """(header line, header, rows, field values, rows with multivalue cells, values to look up);
+        the header is None when the body has no events."""
+        records = self._records(text) if text else []
+        if not records:
+            return None, None, [], [], {}, []
+        header_line = records[0]
+        header = self._parse_header(header_line)
+        rows = records[1:]
+        del records
+        if not header:
+            if rows:
+                raise Unsupported("events without a header")
+            return None, None, [], [], {}, []
+        values, special = self._read_rows(rows, header)
+        lookup_values = values
+        if special:
+            lookup_values = list(values)
+            field_mv = header.index(MV_PREFIX + self.field) if MV_PREFIX + self.field in header else None
+            for index, cells in special.items():
+                if field_mv is not None and cells[field_mv]:
+                    lookup_values[index] = self.decode_mv(cells[field_mv])
+        return header_line, header, rows, values, special, lookup_values
+
     @staticmethod
     def _records(text: str) -> List[str]:
         """The body's CSV records, without their line ends."""

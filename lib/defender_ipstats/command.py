@@ -159,7 +159,9 @@ class DefenderIpStatsCommand(StreamingCommand):
         try:
             reply = lean.process(request[1], self._enrich_values)
         except Unsupported as why:  # raised before any lookup: splunklib's path takes this chunk
-            self.enrichment.logger.debug("sid=%s chunk left to splunklib: %s", self.enrichment.sid, why)
+            # (a shape the lean path did not foresee is worth a warning in the log; the others are not)
+            log = self.enrichment.logger.warning if why.__cause__ is not None else self.enrichment.logger.debug
+            log("sid=%s chunk left to splunklib: %s", self.enrichment.sid, why)
             self._execute_chunk_v2(self.stream, request)
             writer.write_chunk(finished=self._finished)
             return

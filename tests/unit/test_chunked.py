@@ -171,6 +171,16 @@ def test_csv_it_cannot_split_safely_is_left_to_splunklib(body):
         LeanBody("ip", NAMES, decode_mv).process(body, lambda values: pytest.fail("enrich was called"))
 
 
+def test_anything_unforeseen_before_the_lookups_leaves_the_chunk_to_splunklib():
+    def broken(cell):
+        raise IndexError("boom")
+
+    body = csv_body(["ip", "__mv_ip"], [["a\nb", mv_encode(["a", "b"])]])
+    with pytest.raises(Unsupported, match="unexpected IndexError: boom") as raised:
+        LeanBody("ip", NAMES, broken).process(body, lambda values: pytest.fail("enrich was called"))
+    assert isinstance(raised.value.__cause__, IndexError)
+
+
 def test_a_quote_inside_a_bare_cell_is_read_as_splunklib_reads_it():
     assert_same('ip,x\n10.0.0.1,a"b"c\nd,e\n', "ip")
 
