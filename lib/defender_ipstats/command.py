@@ -128,11 +128,11 @@ class DefenderIpStatsCommand(StreamingCommand):
     def _execute_lean(self, ifile):
         """splunklib's execute loop (``_execute_v2``), with the lean path for each chunk it can take.
 
-        Requests are read by splunklib. A reply the lean path writes carries this chunk's messages
-        and metrics itself (``_chunk_report``); a chunk it leaves alone goes through splunklib's
-        reader, ``stream()`` and writer, as without it. An exception ends the search as in
-        splunklib: ``process()`` reports it and writes the last reply, since ``is_flushed`` is off
-        until this chunk's reply is out.
+        Requests are read by splunklib (``_read_chunk``). A reply the lean path writes carries this
+        chunk's messages and metrics itself (``_chunk_report``); a chunk it leaves alone goes through
+        splunklib's reader, ``stream()`` and writer, as without it. An exception ends the search as
+        in splunklib: its ``process()`` reports it and writes the last reply, since ``is_flushed`` is
+        off until this chunk's reply is out.
         """
         istream = self._as_binary_stream(ifile)
         writer = self._record_writer
