@@ -6,7 +6,7 @@ The splunklib adapter in ``command`` only feeds it chunks and passes the message
 """
 
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from .cache import KVStoreCache
 from .fetcher import Fetcher, WaitAllowance
@@ -51,11 +51,11 @@ class SafeCache:
 
 
 class LazyFetcher:
-    """Creates the HTTP session, msal app and API client only when an IP must be fetched."""
+    """Creates the HTTP session, msal apps and API clients only when an IP must be fetched."""
 
     def __init__(self, build):
         self._build = build
-        self.fetcher: Optional[Fetcher] = None
+        self.fetcher = None  # the backends.BackendRouter, once built
 
     def fetch_many(self, ips):
         if self.fetcher is None:
