@@ -111,6 +111,10 @@ def _clean(value) -> str:
 def _describe_network_error(error) -> str:
     name = type(error).__name__
     text = str(error)
+    if name == "ProxyError":
+        from .transport import describe_proxy_error
+
+        return describe_proxy_error(error)
     if "CERTIFICATE_VERIFY_FAILED" in text or name == "SSLError":
         return "TLS certificate verification failed (set ca_bundle for a private CA)"
     if "timed out" in text.lower() or "Timeout" in name:

@@ -952,7 +952,8 @@ class DefenderStandin:
             audiences.append("%s/%s/oauth2/v2.0/token" % (self.base_url, t))
             audiences.append("https://%s/%s/oauth2/v2.0/token" % (_AAD_PUBLIC_HOST, t))
         try:
-            claims = jwt.decode(assertion, client.certificate.public_key(),
+            # A PyJWT of its own: the app under test may register algorithms with PyJWT's global one.
+            claims = jwt.PyJWT().decode(assertion, client.certificate.public_key(),
                                 algorithms=["RS256", "PS256"], audience=audiences,
                                 options={"require": ["exp", "aud", "iss", "sub"]})
         except jwt.ExpiredSignatureError:
