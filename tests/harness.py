@@ -33,6 +33,7 @@ class AppHarness:
         self.splunk_home = os.path.join(str(tmp_path), "splunk_home")
         self.dispatch = os.path.join(self.splunk_home, "var", "run", "splunk", "dispatch")
         os.makedirs(self.dispatch, exist_ok=True)
+        splunkd.splunk_home = self.splunk_home  # where splunkd's REST handler processes run
         self._admin = None
         self._runs = 0
 

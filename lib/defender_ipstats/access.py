@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 from urllib.parse import quote, urlsplit
 
-from .errors import CredentialError
+from .errors import ConfigurationError, CredentialError
 from .logs import redact
 from .settings import Account, check_proxy_url
 
@@ -103,3 +103,142 @@ class LocalAccess:
 
         return TokenProvider(self.account.client_id, self.profile.credential, self.account.effective_authority,
                              scope, http_client=session)
+
+
+# -- the search's side of the token broker ---------------------------------------------------------------
+
+BROKER_PATH = "defenderipstats/token"
+# A token is used until this many seconds before it expires; then the broker is asked again.
+REFRESH_MARGIN = 120
+
+
+class BrokerAccess:
+    """Sessions and tokens for one account, from the app's token broker (broker.py), with the searching
+    user's session: the search never sees the account's secret, only short-lived access tokens."""
+
+    def __init__(self, service, account: Account, clock=None):
+        import time
+
+        self.service = service
+        self.account = account
+        self.clock = clock or time.time
+        self._first: Dict[str, dict] = {}  # resource -> the broker's first answer, until its provider takes it
+        self._proxy = None
+        self.error = None  # what the broker answered instead of the first token, if it failed
+
+    def resource_of(self, scope: str) -> str:
+        return "graph" if scope == self.account.graph_scope and scope != self.account.effective_scope else "api"
+
+    def ask(self, resource: str, stale: str = "") -> dict:
+        """One POST to the broker: {access_token, expires_in, token_source, proxy_url, no_proxy}."""
+        import json
+
+        from splunklib import binding
+
+        from .errors import AuthenticationError, SplunkdError
+
+        form = {"account": self.account.name, "resource": resource, "output_mode": "json"}
+        if stale:
+            form["stale"] = stale
+        try:
+            response = self.service.post(BROKER_PATH, **form)
+            answer = json.loads(response.body.read().decode("utf-8"))
+        except binding.HTTPError as error:
+            status = getattr(error, "status", 0)
+            try:
+                detail = json.loads(error.body.decode("utf-8") if isinstance(error.body, bytes) else error.body)
+            except (TypeError, ValueError, AttributeError):
+                detail = {}
+            text = detail.get("error") if isinstance(detail, dict) else None
+            if status == 403:
+                raise CredentialError(
+                    "This user may not use the Defender accounts: the role defenderipstats_user (capability "
+                    "defenderipstats_use) is needed to run defenderipstats. Ask an admin.")
+            if status == 404 and not text:
+                raise SplunkdError("The app's token service (defenderipstats/token, restmap.conf) is not loaded: "
+                                   "restart Splunk after installing or upgrading the app.")
+            kind = detail.get("kind") if isinstance(detail, dict) else None
+            if kind == "authentication":
+                raise AuthenticationError(text)
+            if kind == "configuration":
+                raise ConfigurationError(text)
+            raise SplunkdError("The app's token service failed (%s): %s" % (status, text or "no reason given"))
+        except (OSError, ValueError) as error:
+            raise SplunkdError("The app's token service did not answer: %s" % type(error).__name__)
+        redact(answer.get("access_token", ""), answer.get("proxy_url", ""))
+        return answer
+
+    def _profile(self, resource: str) -> dict:
+        from .errors import DefenderIpStatsError
+
+        if self._proxy is None:
+            try:
+                answer = self.ask(resource)
+            except DefenderIpStatsError as error:
+                # Kept for the token providers: every call needs a token first, so none is made, and the
+                # fetchers report the reason once, as for any sign-in failure.
+                self.error = error
+                answer = {}
+            else:
+                self._first[resource] = answer
+            self._proxy = (answer.get("proxy_url") or "", answer.get("no_proxy") or "")
+        return {"proxy_url": self._proxy[0], "no_proxy": self._proxy[1]}
+
+    def session(self, pool_size: int = 4, resource: str = "api"):
+        from .transport import AppSession
+
+        proxy = self._profile(resource)
+        return AppSession(verify=self.account.verify, timeout=self.account.timeout, pool_size=pool_size,
+                          proxy_url=proxy["proxy_url"], no_proxy=proxy["no_proxy"])
+
+    def tokens(self, scope: str, session=None):
+        resource = self.resource_of(scope)
+        return BrokerTokens(self, resource, self._first.pop(resource, None))
+
+
+class BrokerTokens:
+    """TokenProvider's interface (token, invalidate, requests) over the broker."""
+
+    def __init__(self, access: BrokerAccess, resource: str, first: dict = None):
+        import threading
+
+        self.access = access
+        self.resource = resource
+        self.requests = 0  # token requests the broker had to make to Entra ID for this search
+        self._lock = threading.Lock()
+        self._current = None
+        self._expires_at = 0.0
+        self._stale = ""
+        if first:
+            self._take(first)
+
+    def _take(self, answer: dict) -> str:
+        token = answer.get("access_token") or ""
+        if not token:
+            from .errors import SplunkdError
+
+            raise SplunkdError("The app's token service answered without a token.")
+        self._current = token
+        self._expires_at = self.access.clock() + float(answer.get("expires_in") or 0)
+        if answer.get("token_source") == "identity_provider":
+            self.requests += 1
+        return token
+
+    def token(self) -> str:
+        with self._lock:
+            if self.access.error is not None:
+                raise self.access.error
+            if self._current and self._expires_at - self.access.clock() > REFRESH_MARGIN:
+                return self._current
+            stale, self._stale = self._stale, ""
+            return self._take(self.access.ask(self.resource, stale))
+
+    def invalidate(self, stale: str = None) -> None:
+        from .broker import token_digest
+
+        with self._lock:
+            if stale is not None and stale != self._current:
+                return
+            if self._current:
+                self._stale = token_digest(self._current)
+            self._current = None

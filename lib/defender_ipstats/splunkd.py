@@ -156,6 +156,33 @@ class SplunkdConfig:
             raise CredentialError("The %s stored for account '%s' is empty." % (what, account))
         return secret
 
+    def store_password(self, realm: str, username: str, password: str) -> None:
+        """Create or replace ``realm:username:`` in storage/passwords (the app's namespace)."""
+        from splunklib import binding
+
+        try:
+            self.service.post("storage/passwords", name=username, realm=realm, password=password)
+        except binding.HTTPError as error:
+            if http_status(error) != 409:
+                raise SplunkdError(_rest_failure("store a credential", error))
+            name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
+            try:
+                self.service.post("storage/passwords/%s" % name, password=password)
+            except binding.HTTPError as again:
+                raise SplunkdError(_rest_failure("store a credential", again))
+
+    def delete_password(self, realm: str, username: str) -> bool:
+        from splunklib import binding
+
+        name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
+        try:
+            self.service.delete("storage/passwords/%s" % name)
+            return True
+        except binding.HTTPError as error:
+            if http_status(error) == 404:
+                return False
+            raise SplunkdError(_rest_failure("delete a credential", error))
+
     def proxy_credentials(self, account: str):
         """``<proxy user>:<proxy password>`` for the account's proxy, or None."""
         return self.password(PROXY_REALM, account, "proxy credentials") or None
