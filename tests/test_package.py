@@ -16,7 +16,7 @@ import pytest
 
 from harness import APP, APP_ROOT, COMMAND_PYTHON, ROOT
 
-ALLOWED_TOP = {"bin", "default", "lib", "metadata", "README", "README.md", "LICENSE", "CHANGELOG.md"}
+ALLOWED_TOP = {"bin", "default", "lib", "metadata", "appserver", "README", "README.md", "LICENSE", "CHANGELOG.md"}
 LIB = os.path.join(APP_ROOT, "lib")
 
 

@@ -189,9 +189,62 @@ def handle_token(request: dict, logger, config_factory=system_config) -> dict:
     return reply(200, answer)
 
 
+def handle_admin(request: dict, logger, config_factory=system_config) -> dict:
+    """The setup page's endpoints (capability defenderipstats_admin, checked by splunkd):
+
+    GET  defenderipstats/settings                 the defaults          POST: change them
+    GET  defenderipstats/accounts                 accounts (no secrets) POST: add one (name, fields, secret)
+    POST defenderipstats/accounts/<name>          change it             DELETE: remove it and its credentials
+    POST defenderipstats/accounts/<name>/test     get a token and call the API for one IP
+    """
+    from . import admin
+
+    method = request.get("method")
+    parts = [p for p in str(request.get("rest_path") or "").split("/") if p]
+    parts = parts[parts.index("defenderipstats") + 1:] if "defenderipstats" in parts else []
+    form = _pairs(request.get("form"))
+    user = (request.get("session") or {}).get("user", "")
+    try:
+        config = config_factory(request)
+        if parts == ["settings"]:
+            if method == "GET":
+                return reply(200, admin.get_settings(config))
+            if method == "POST":
+                logger.info("settings changed by user=%s: %s", user, sorted(k for k in form if k != "output_mode"))
+                return reply(200, admin.save_settings(config, form))
+        elif parts == ["accounts"]:
+            if method == "GET":
+                return reply(200, admin.list_accounts(config))
+            if method == "POST":
+                name = form.get("name", "").strip()
+                logger.info("account %s added by user=%s", name, user)
+                return reply(201, admin.save_account(config, name, form, create=True))
+        elif len(parts) == 2 and parts[0] == "accounts":
+            if method == "POST":
+                logger.info("account %s changed by user=%s", parts[1], user)
+                return reply(200, admin.save_account(config, parts[1], form, create=False))
+            if method == "DELETE":
+                logger.info("account %s deleted by user=%s", parts[1], user)
+                return reply(200, admin.delete_account(config, parts[1]))
+        elif len(parts) == 3 and parts[0] == "accounts" and parts[2] == "test" and method == "POST":
+            result = admin.test_connection(config, parts[1], form)
+            logger.info("connection test of account %s by user=%s: %s", parts[1], user,
+                        "ok" if result["ok"] else result["stage"] + " failed")
+            return reply(200, result)
+        else:
+            return reply(404, {"error": "unknown endpoint"})
+        return reply(405, {"error": "method not allowed"})
+    except Exception as error:
+        if not isinstance(error, DefenderIpStatsError):
+            logger.exception("setup request failed")
+        return error_reply(error)
+
+
 def handle(request: dict, logger) -> dict:
     """Entry point of bin/defenderipstats_rest.py: one decoded request of splunkd's persistent protocol."""
     path = str(request.get("rest_path") or "")
     if path.rstrip("/").endswith("/defenderipstats/token"):
         return handle_token(request, logger)
+    if "/defenderipstats/accounts" in path or path.rstrip("/").endswith("/defenderipstats/settings"):
+        return handle_admin(request, logger)
     return reply(404, {"error": "unknown endpoint %s" % path})

@@ -167,7 +167,8 @@ class SplunkdConfig:
                 raise SplunkdError(_rest_failure("store a credential", error))
             name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
             try:
-                self.service.post("storage/passwords/%s" % name, password=password)
+                self.service.post(binding.UrlEncoded("storage/passwords/%s" % name, skip_encode=True),
+                                  password=password)
             except binding.HTTPError as again:
                 raise SplunkdError(_rest_failure("store a credential", again))
 
@@ -176,7 +177,7 @@ class SplunkdConfig:
 
         name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
         try:
-            self.service.delete("storage/passwords/%s" % name)
+            self.service.delete(binding.UrlEncoded("storage/passwords/%s" % name, skip_encode=True))
             return True
         except binding.HTTPError as error:
             if http_status(error) == 404:
