@@ -109,6 +109,15 @@ def _select(driver, field, value):
     Select(driver.find_element("id", "dips-" + field)).select_by_value(value)
 
 
+def _loads(driver):
+    return int(driver.find_element("id", "defenderipstats-setup").get_attribute("data-loaded") or 0)
+
+
+def _redrawn(driver, before):
+    """Wait until the page has reloaded its accounts since ``before`` (a _loads value)."""
+    _wait(driver, lambda: _loads(driver) > before, what="the page to redraw")
+
+
 def _form_test(driver):
     previous = _status(driver).text
     driver.find_element("id", "dips-form-test").click()
@@ -124,8 +133,7 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     # The app is not configured yet: Splunk Web sends the admin to its setup view.
     driver.get(web.base_url + "/en-US/app/%s/" % APP)
     assert driver.current_url.endswith("/en-US/app/%s/defenderipstats_setup" % APP)
-    _wait(driver, lambda: driver.find_element("id", "defenderipstats-setup").get_attribute("data-loaded"),
-          what="the accounts")
+    _redrawn(driver, 0)
     assert driver.find_elements("css selector", "#dips-accounts tr[data-account]") == []
 
     # Add an account (the stand-ins' URLs as overrides, their CA as ca_bundle).
@@ -138,8 +146,10 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     _fill(driver, "api_url", defender.base_url)
     _fill(driver, "authority", defender.authority())
     _fill(driver, "ca_bundle", defender.ca_bundle)
+    before = _loads(driver)
     driver.find_element("id", "dips-save").click()
     assert _wait_status(driver) == ("ok", "Saved account contoso.")
+    _redrawn(driver, before)
     row = _wait(driver, lambda: driver.find_element("css selector", '#dips-accounts tr[data-account="contoso"]'),
                 what="the new row")
     assert "eu" in row.text and "stored" in row.text
@@ -188,17 +198,20 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     # Save an edit (the stored secret is kept when the field stays empty).
     _select(driver, "cloud", "global")
     _fill(driver, "timeout", "45")
+    before = _loads(driver)
     driver.find_element("id", "dips-save").click()
     assert _wait_status(driver) == ("ok", "Saved account contoso.")
+    _redrawn(driver, before)
     assert app.splunkd.conf("defenderipstats_accounts", "contoso")["timeout"] == "45"
     assert app.splunkd.password(APP, "contoso") == DEFAULT_SECRET
 
     # The defaults.
-    _wait(driver, lambda: driver.find_element("id", "dips-default_account"), what="the defaults form")
     _select(driver, "default_account", "contoso")
     _fill(driver, "lookback_hours", "168")
+    before = _loads(driver)
     driver.find_element("id", "dips-settings-save").click()
     assert _wait_status(driver, "Saved account contoso.") == ("ok", "Saved the defaults.")
+    _redrawn(driver, before)
     settings = app.splunkd.conf("defenderipstats", "settings")
     assert (settings["default_account"], settings["lookback_hours"]) == ("contoso", "168")
 
