@@ -159,3 +159,14 @@ def test_a_changed_secret_is_not_served_an_old_token(analyst_app):
     run = app.search(["field=src_ip", "backend=ipstats"], [events(["10.20.30.40"])], username=ANALYST)
     assert any("client secret is wrong" in text for text in run.errors), run.errors
     assert app.defender.token_calls() == 2
+
+
+def test_a_hunting_search_asks_the_broker_for_a_graph_token_only(analyst_app):
+    from standins.defender import GRAPH_SCOPE
+
+    app = analyst_app
+    ips = dataset.ips(3, status="found", seed=87)
+    run = app.search(["field=src_ip", "backend=hunting"], [events(ips)], username=ANALYST)
+    assert run.errors == [], run.errors
+    assert {r["defender_source"] for r in run.records} == {"hunting"}
+    assert [t.scope for t in app.defender.token_requests] == [GRAPH_SCOPE]

@@ -92,7 +92,7 @@ class LocalAccess:
         self.account = account
         self.profile = profile
 
-    def session(self, pool_size: int = 4):
+    def session(self, pool_size: int = 4, resource: str = "api"):
         from .transport import AppSession
 
         return AppSession(verify=self.account.verify, timeout=self.account.timeout, pool_size=pool_size,

@@ -126,7 +126,8 @@ class Enrichment:
         from .hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE, HuntingClient, HuntingFetcher
 
         account, options = self.account, self.options
-        session = self.access.session(pool_size=FETCH_WORKERS)
+        first = "graph" if options.backend == "hunting" else "api"  # the token the search needs first
+        session = self.access.session(pool_size=FETCH_WORKERS, resource=first)
         per_ip = per_ip_no_wait = hunting = None
         if options.backend in ("ipstats", "auto"):
             self.tokens = self.access.tokens(account.effective_scope, session)
