@@ -66,7 +66,10 @@ Known deviations: only ``default/`` of an app folder is read (never ``local/``);
 do not record an owner in local.meta; error texts that were not confirmed from splunkd are
 plausible wordings (KV store 404/409/400 texts in particular); KV ``_user`` is always
 ``nobody``; the KV store accepts the documented operators plus ``$in $nin $exists $eq`` and
-rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string.
+rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string. Persistent
+REST handlers: one process per driver, one request at a time (splunkd may run several processes for
+one handler); only ``[script:*]`` stanzas with ``scripttype = persist`` of an app's default layer are
+served; ``requireAuthentication = false`` and ``acceptFrom`` are not modelled.
 
 Nothing is written to disk.
 """
