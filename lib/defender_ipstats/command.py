@@ -43,7 +43,7 @@ class DefenderIpStatsCommand(StreamingCommand):
             logger = get_logger(settings.log_level)
             options = Options.resolve(self._raw_options(), settings)
             account = config.account(options.account)
-            credential = config.secret(account.name)
+            from .access import BrokerAccess
             from .enrichment import Enrichment
             from .jobwatch import POLL_TIMEOUT, JobWatcher
 
@@ -52,7 +52,10 @@ class DefenderIpStatsCommand(StreamingCommand):
             kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
             watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT), sid,
                                  logger=logger)
-            self.enrichment = Enrichment(options, settings, account, credential, kv_service, logger, sid=sid,
+            # Tokens come from the app's token broker (restmap.conf), never the secret: the searching
+            # user needs the capability defenderipstats_use, not list_storage_passwords.
+            access = BrokerAccess(splunkd.connect(info.splunkd_uri, info.session_key), account)
+            self.enrichment = Enrichment(options, settings, account, access, kv_service, logger, sid=sid,
                                          should_stop=watcher.should_stop)
         except DefenderIpStatsError as error:
             logger.error("sid=%s cannot start: %s", sid, error)
