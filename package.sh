@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 DIST_DIR="${DIST_DIR:-$ROOT/dist}"
 # What goes into the package, relative to the repository root (= the app folder).
 REQUIRED_ITEMS=(default bin metadata LICENSE)
-OPTIONAL_ITEMS=(lib README README.md CHANGELOG.md)
+OPTIONAL_ITEMS=(lib appserver README README.md CHANGELOG.md)
 
 die() { echo "package.sh: $*" >&2; exit 1; }
 warn() { echo "package.sh: warning: $*" >&2; }

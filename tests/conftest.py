@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 # (dev/test_package.sh sets DEFENDERIPSTATS_APP_ROOT); a plain pytest run leaves them out.
 collect_ignore = [] if os.environ.get("DEFENDERIPSTATS_APP_ROOT") else ["test_package.py"]
 
-from harness import APP_ROOT, AppHarness  # noqa: E402
+from harness import APP_ROOT, COMMAND_PYTHON, AppHarness  # noqa: E402
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ def defender():
 def splunkd():
     from standins.splunkd import SplunkdStandin
 
-    standin = SplunkdStandin(apps={"TA-defender-ipstats": APP_ROOT}).start()
+    # The app's persistent REST handler (the token broker) runs with the Python that runs the command.
+    standin = SplunkdStandin(apps={"TA-defender-ipstats": APP_ROOT}, python=COMMAND_PYTHON).start()
     try:
         yield standin
     finally:

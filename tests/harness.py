@@ -33,6 +33,7 @@ class AppHarness:
         self.splunk_home = os.path.join(str(tmp_path), "splunk_home")
         self.dispatch = os.path.join(self.splunk_home, "var", "run", "splunk", "dispatch")
         os.makedirs(self.dispatch, exist_ok=True)
+        splunkd.splunk_home = self.splunk_home  # where splunkd's REST handler processes run
         self._admin = None
         self._runs = 0
 
@@ -64,15 +65,19 @@ class AppHarness:
         else:
             self.admin.post(path, name=stanza, **settings)
 
-    def set_secret(self, account: str, secret: str) -> None:
+    def set_secret(self, account: str, secret: str, realm: str = APP) -> None:
         from splunklib import binding
 
         passwords = self.admin.storage_passwords
         try:
-            passwords.delete(username=account, realm=APP)
+            passwords.delete(username=account, realm=realm)
         except (KeyError, binding.HTTPError):
             pass
-        passwords.create(secret, username=account, realm=APP)
+        passwords.create(secret, username=account, realm=realm)
+
+    def set_proxy_credentials(self, account: str, user: str, password: str) -> None:
+        """As an admin stores them: realm TA-defender-ipstats-proxy, password '<user>:<password>'."""
+        self.set_secret(account, "%s:%s" % (user, password), realm=APP + "-proxy")
 
     def configure_account(self, name: str = "default", secret: Optional[str] = None, **overrides) -> None:
         from standins import defender as defender_module

@@ -16,7 +16,7 @@ import pytest
 
 from harness import APP, APP_ROOT, COMMAND_PYTHON, ROOT
 
-ALLOWED_TOP = {"bin", "default", "lib", "metadata", "README", "README.md", "LICENSE", "CHANGELOG.md"}
+ALLOWED_TOP = {"bin", "default", "lib", "metadata", "appserver", "README", "README.md", "LICENSE", "CHANGELOG.md"}
 LIB = os.path.join(APP_ROOT, "lib")
 
 
@@ -122,7 +122,7 @@ for folder, _, files in os.walk(lib):
 import requests, urllib3, msal, jsonschema, jwt, certifi, idna, charset_normalizer
 import splunklib.client, splunklib.searchcommands
 import defender_ipstats
-from defender_ipstats import auth, cache, client, command, enrichment, settings, splunkd
+from defender_ipstats import access, auth, broker, cache, certs, client, command, enrichment, settings, splunkd
 import importlib.metadata as md
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "site-packages" in m.__file__})

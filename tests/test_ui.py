@@ -131,7 +131,10 @@ def test_every_view_parses_and_its_searches_are_valid(path):
     tokens = inputs_of(root)
     searches = searches_of(root)
     ids = {sid: query for sid, _, query, _ in searches if sid}
-    assert searches
+    for asset in [a.strip() for a in (root.get("script") or "").split(",") + (root.get("stylesheet") or "").split(",")
+                  if a.strip()]:
+        assert os.path.isfile(os.path.join(APP_ROOT, "appserver", "static", asset)), asset
+    assert searches or root.get("script"), "a dashboard without searches (only a scripted page may have none)"
     command_calls = 0
     for _sid, base, query, element in searches:
         assert query.strip(), "a search without a query"

@@ -51,6 +51,10 @@ class TokenProvider:
         return self._app
 
     def token(self) -> str:
+        return self.token_with_lifetime()[0]
+
+    def token_with_lifetime(self):
+        """(access token, seconds it stays valid)."""
         with self._lock:
             try:
                 app = self._application()
@@ -65,7 +69,11 @@ class TokenProvider:
             token = result.get("access_token")
             if token:
                 self._current = token
-                return token
+                try:
+                    lifetime = int(result.get("expires_in") or 0)
+                except (TypeError, ValueError):
+                    lifetime = 0
+                return token, lifetime if lifetime > 0 else 3599
             raise AuthenticationError(describe_token_error(result))
 
     def invalidate(self, stale: str = None) -> None:
@@ -111,6 +119,10 @@ def _clean(value) -> str:
 def _describe_network_error(error) -> str:
     name = type(error).__name__
     text = str(error)
+    if name == "ProxyError":
+        from .transport import describe_proxy_error
+
+        return describe_proxy_error(error)
     if "CERTIFICATE_VERIFY_FAILED" in text or name == "SSLError":
         return "TLS certificate verification failed (set ca_bundle for a private CA)"
     if "timed out" in text.lower() or "Timeout" in name:

@@ -177,6 +177,10 @@ class DefenderClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
+        except requests.exceptions.ProxyError as error:
+            from .transport import describe_proxy_error
+
+            return _error(ip, describe_proxy_error(error))
         except requests.exceptions.SSLError:
             return _error(ip, "TLS certificate verification failed")
         except requests.exceptions.Timeout:

@@ -55,14 +55,13 @@ class DefenderIpStatsCommand(StreamingCommand):
             logger = get_logger(settings.log_level)
             options = Options.resolve(self._raw_options(), settings)
             account = config.account(options.account)
-            credential = config.secret(account.name)
         except DefenderIpStatsError as error:
             logger.error("sid=%s cannot start: %s", sid, error)
             self.write_error("defenderipstats: %s" % error)
             sys.exit(1)
         except Exception as error:  # never a traceback in the search
             self._cannot_start(logger, sid, error)
-        self._started = (options, settings, account, credential, logger, sid)
+        self._started = (options, settings, account, logger, sid)
         logger.debug("sid=%s prepared: field=%s account=%s lookback=%s cache=%s", sid, options.field,
                      account.name, options.lookback_hours, options.cache)
 
@@ -70,9 +69,10 @@ class DefenderIpStatsCommand(StreamingCommand):
     def enrichment(self):
         """The search's ``Enrichment``, built when the first execute chunk needs it."""
         if self._enrichment is None:
-            options, settings, account, credential, logger, sid = self._started
+            options, settings, account, logger, sid = self._started
             info = self.metadata.searchinfo
             try:
+                from .access import BrokerAccess
                 from .enrichment import Enrichment
                 from .jobwatch import POLL_TIMEOUT, JobWatcher
 
@@ -81,7 +81,10 @@ class DefenderIpStatsCommand(StreamingCommand):
                 kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
                 watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
                                      sid, logger=logger)
-                self._enrichment = Enrichment(options, settings, account, credential, kv_service, logger, sid=sid,
+                # Tokens come from the app's token broker (restmap.conf), never the secret: the searching
+                # user needs the capability defenderipstats_use, not list_storage_passwords.
+                access = BrokerAccess(splunkd.connect(info.splunkd_uri, info.session_key), account)
+                self._enrichment = Enrichment(options, settings, account, access, kv_service, logger, sid=sid,
                                               should_stop=watcher.should_stop)
             except Exception as error:  # never a traceback in the search
                 self._cannot_start(logger, sid, error)

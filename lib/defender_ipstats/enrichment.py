@@ -6,7 +6,7 @@ The splunklib adapter in ``command`` only feeds it chunks and passes the message
 """
 
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from .cache import KVStoreCache
 from .fetcher import Fetcher, WaitAllowance
@@ -51,11 +51,11 @@ class SafeCache:
 
 
 class LazyFetcher:
-    """Creates the HTTP session, msal app and API client only when an IP must be fetched."""
+    """Creates the HTTP session, msal apps and API clients only when an IP must be fetched."""
 
     def __init__(self, build):
         self._build = build
-        self.fetcher: Optional[Fetcher] = None
+        self.fetcher = None  # the backends.BackendRouter, once built
 
     def fetch_many(self, ips):
         if self.fetcher is None:
@@ -64,7 +64,7 @@ class LazyFetcher:
 
 
 class Enrichment:
-    def __init__(self, options, settings, account, credential, service, logger, sid: str = "",
+    def __init__(self, options, settings, account, access, service, logger, sid: str = "",
                  should_stop=None):
         self.options = options
         self.settings = settings
@@ -72,8 +72,7 @@ class Enrichment:
         self.logger = logger
         self.sid = sid
         self.should_stop = should_stop
-        self._credential = credential
-        redact(credential)
+        self.access = access  # sessions and token providers for the account (access.py)
         self._messages: List[Tuple[str, str]] = []
         self._said = set()
         self.started = time.time()
@@ -122,20 +121,16 @@ class Enrichment:
 
     # -- work -------------------------------------------------------------------------
     def _build_fetcher(self):
-        from .auth import TokenProvider
         from .backends import BackendRouter
         from .client import DefenderClient
         from .hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE, HuntingClient, HuntingFetcher
-        from .transport import AppSession
 
         account, options = self.account, self.options
-        proxies = {"https": account.proxy_url} if account.proxy_url else None
-        session = AppSession(verify=account.verify, timeout=account.timeout, proxies=proxies,
-                             pool_size=FETCH_WORKERS)
+        first = "graph" if options.backend == "hunting" else "api"  # the token the search needs first
+        session = self.access.session(pool_size=FETCH_WORKERS, resource=first)
         per_ip = per_ip_no_wait = hunting = None
         if options.backend in ("ipstats", "auto"):
-            self.tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
-                                        account.effective_scope, http_client=session)
+            self.tokens = self.access.tokens(account.effective_scope, session)
             self.client = DefenderClient(account.effective_api_url, _RedactingTokens(self.tokens), session,
                                          timeout=account.timeout)
             per_ip = Fetcher(self.client, self.limiter, options.lookback_hours, self.allowance,
@@ -144,8 +139,7 @@ class Enrichment:
                                      workers=FETCH_WORKERS, should_stop=self.should_stop,
                                      retry_allowance=self.allowance)
         if options.backend in ("hunting", "auto"):
-            self.graph_tokens = TokenProvider(account.client_id, self._credential, account.effective_authority,
-                                              account.graph_scope, http_client=session)
+            self.graph_tokens = self.access.tokens(account.graph_scope, session)
             self.hunting_client = HuntingClient(account.effective_graph_url, _RedactingTokens(self.graph_tokens),
                                                 session)
             hunting_limiter = host_limiter("hunting", account.tenant_id, account.client_id,

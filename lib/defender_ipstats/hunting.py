@@ -112,6 +112,10 @@ class HuntingClient:
                 headers={"Authorization": "Bearer " + token, "Accept": "application/json",
                          "Content-Type": "application/json; charset=utf-8"},
             )
+        except requests.exceptions.ProxyError as error:
+            from .transport import describe_proxy_error
+
+            return HuntingFailure(describe_proxy_error(error))
         except requests.exceptions.SSLError:
             return HuntingFailure("TLS certificate verification failed")
         except requests.exceptions.Timeout:

@@ -94,6 +94,28 @@ def _https_url(name: str, value: str, where: str) -> str:
     return value.rstrip("/")
 
 
+def check_proxy_url(value: str, where: str = "", name: str = "proxy_url", allow_credentials: bool = False) -> str:
+    """``http://host:port`` or ``https://host:port``; credentials belong in storage/passwords."""
+    parts = urlsplit(value if "://" in value else "http://" + value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigurationError("%s%s must look like http://proxy.example:3128, not %r."
+                                 % (where, name, _without_credentials(value)))
+    if (parts.username or parts.password) and not allow_credentials:
+        raise ConfigurationError(
+            "%s%s must not hold credentials: store them in storage/passwords (realm %s-proxy, username = "
+            "the account name, password = <proxy user>:<proxy password>)." % (where, name, "TA-defender-ipstats"))
+    return "%s://%s" % (parts.scheme, parts.netloc)
+
+
+def _without_credentials(value: str) -> str:
+    return value.split("@", 1)[1] if "@" in value else value
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -138,8 +160,19 @@ class Account:
         if graph_url:
             graph_url = _https_url("graph_url", graph_url, where)
         auth = parse_choice("auth", text("auth") or "secret", AUTH_KINDS, where)
-        if auth == "certificate" and not text("certificate_thumbprint"):
-            raise ConfigurationError("%sauth = certificate needs certificate_thumbprint." % where)
+        thumbprint = text("certificate_thumbprint")
+        if auth == "certificate":
+            if not thumbprint:
+                raise ConfigurationError("%sauth = certificate needs certificate_thumbprint." % where)
+            from .certs import normalise_thumbprint
+
+            try:
+                thumbprint = normalise_thumbprint(thumbprint)
+            except ValueError as error:
+                raise ConfigurationError("%s%s, not %r." % (where, error, thumbprint))
+        proxy_url = text("proxy_url")
+        if proxy_url:
+            proxy_url = check_proxy_url(proxy_url, where)
         return cls(
             name=name,
             tenant_id=tenant_id,
@@ -150,9 +183,9 @@ class Account:
             scope=text("scope"),
             graph_url=graph_url,
             auth=auth,
-            certificate_thumbprint=text("certificate_thumbprint"),
+            certificate_thumbprint=thumbprint,
             ca_bundle=text("ca_bundle"),
-            proxy_url=text("proxy_url"),
+            proxy_url=proxy_url,
             timeout=parse_int("timeout", text("timeout") or "30", 1, 300, what="a number of seconds", where=where),
         )
 

@@ -15,6 +15,7 @@ from .settings import Account, Settings
 SETTINGS_CONF = "defenderipstats"
 ACCOUNTS_CONF = "defenderipstats_accounts"
 CREDENTIAL_REALM = APP_NAME
+PROXY_REALM = APP_NAME + "-proxy"
 SPLUNKD_TIMEOUT = 30
 # The KV store cache is worth waiting for only so long: past this, the search goes on without it.
 KVSTORE_TIMEOUT = 10
@@ -123,31 +124,78 @@ class SplunkdConfig:
             raise ConfigurationError("Account '%s' is disabled in defenderipstats_accounts.conf." % name)
         return Account.from_conf(name, stanza)
 
-    def secret(self, account: str) -> str:
+    def password(self, realm: str, username: str, what: str = "credential"):
+        """The clear password of ``realm:username:`` in storage/passwords, or None when there is none."""
         from splunklib import binding
 
-        name = credential_name(CREDENTIAL_REALM, account)
+        name = credential_name(realm, username)
         path = "storage/passwords/%s" % binding.UrlEncoded(name, encode_slash=True)
         try:
             data = self._get_json(path)
         except binding.HTTPError as error:
             status = http_status(error)
             if status == 404:
-                raise CredentialError(
-                    "No client secret is stored for account '%s': add it to storage/passwords with "
-                    "realm %s and username %s." % (account, CREDENTIAL_REALM, account)
-                )
+                return None
             if status == 403:
                 raise CredentialError(
-                    "This user may not read the client secret of account '%s' (splunkd answered 403); "
-                    "ask an admin to grant access to the app's credential." % account
+                    "This user may not read the %s of account '%s' (splunkd answered 403); "
+                    "ask an admin to grant access to the app's credential." % (what, username)
                 )
-            raise SplunkdError(_rest_failure("read the client secret", error))
+            raise SplunkdError(_rest_failure("read the %s" % what, error))
         entries = data.get("entry") or []
-        secret = (entries[0].get("content") or {}).get("clear_password") if entries else None
+        return (entries[0].get("content") or {}).get("clear_password") if entries else None
+
+    def secret(self, account: str, what: str = "client secret") -> str:
+        secret = self.password(CREDENTIAL_REALM, account, what)
+        if secret is None:
+            raise CredentialError(
+                "No %s is stored for account '%s': add it to storage/passwords with "
+                "realm %s and username %s." % (what, account, CREDENTIAL_REALM, account)
+            )
         if not secret:
-            raise CredentialError("The client secret stored for account '%s' is empty." % account)
+            raise CredentialError("The %s stored for account '%s' is empty." % (what, account))
         return secret
+
+    def store_password(self, realm: str, username: str, password: str) -> None:
+        """Create or replace ``realm:username:`` in storage/passwords (the app's namespace)."""
+        from splunklib import binding
+
+        try:
+            self.service.post("storage/passwords", name=username, realm=realm, password=password)
+        except binding.HTTPError as error:
+            if http_status(error) != 409:
+                raise SplunkdError(_rest_failure("store a credential", error))
+            name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
+            try:
+                self.service.post(binding.UrlEncoded("storage/passwords/%s" % name, skip_encode=True),
+                                  password=password)
+            except binding.HTTPError as again:
+                raise SplunkdError(_rest_failure("store a credential", again))
+
+    def delete_password(self, realm: str, username: str) -> bool:
+        from splunklib import binding
+
+        name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
+        try:
+            self.service.delete(binding.UrlEncoded("storage/passwords/%s" % name, skip_encode=True))
+            return True
+        except binding.HTTPError as error:
+            if http_status(error) == 404:
+                return False
+            raise SplunkdError(_rest_failure("delete a credential", error))
+
+    def proxy_credentials(self, account: str):
+        """``<proxy user>:<proxy password>`` for the account's proxy, or None."""
+        return self.password(PROXY_REALM, account, "proxy credentials") or None
+
+    def server_proxy(self) -> Dict[str, str]:
+        """Splunk's own proxy settings, server.conf [proxyConfig] (empty when unset or unreadable)."""
+        from splunklib import binding
+
+        try:
+            return self._stanza("server", "proxyConfig")
+        except (KeyError, binding.HTTPError):
+            return {}
 
 
 def _rest_failure(what: str, error) -> str:

@@ -7,6 +7,7 @@ a timeout, since msal's own calls carry none when it is handed an http_client.
 """
 
 import random
+import re
 from typing import Callable, Optional
 
 import requests
@@ -16,23 +17,62 @@ from urllib3.util.retry import Retry
 
 
 class AppSession(requests.Session):
-    def __init__(self, verify=True, timeout: float = 30, proxies=None, pool_size: int = 4):
+    """verify, timeout and proxy for every request of the app (token and API calls alike).
+
+    ``proxy_url`` (which may carry credentials) is used for every request, except hosts matched by
+    ``no_proxy`` (server.conf [proxyConfig] style: host names, domain suffixes, IPs, CIDR blocks).
+    Without one the requests go direct: the environment's HTTPS_PROXY is never consulted, so what the
+    admin configured is what happens.
+    """
+
+    def __init__(self, verify=True, timeout: float = 30, proxies=None, pool_size: int = 4,
+                 proxy_url: str = "", no_proxy: str = ""):
         super().__init__()
         if verify is False:  # there is no switch to turn verification off
             raise ValueError("TLS verification cannot be disabled")
         self.verify = verify
         self.default_timeout = timeout
-        if proxies:
-            self.proxies.update(proxies)
+        if proxies and not proxy_url:
+            proxy_url = proxies.get("https") or proxies.get("http") or ""
+        self.proxy_url = proxy_url or ""
+        self.no_proxy = no_proxy or ""
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
+
+    def proxies_for(self, url: str) -> dict:
+        # Explicit None values keep requests from adding the environment's proxies.
+        if self.proxy_url and not (self.no_proxy and bypasses_proxy(url, self.no_proxy)):
+            return {"http": self.proxy_url, "https": self.proxy_url}
+        return {"http": None, "https": None}
 
     def request(self, method, url, **kwargs):
         kwargs["verify"] = self.verify
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
+        kwargs["proxies"] = self.proxies_for(url)
         return super().request(method, url, **kwargs)
+
+
+def bypasses_proxy(url: str, no_proxy: str) -> bool:
+    from requests.utils import should_bypass_proxies
+
+    entries = ",".join(part.strip() for part in re.split(r"[,\s]+", no_proxy) if part.strip())
+    return bool(entries) and should_bypass_proxies(url, no_proxy=entries)
+
+
+def describe_proxy_error(error) -> str:
+    """A proxy failure in words an admin can act on (never the proxy URL: it may carry credentials)."""
+    text = str(error)
+    match = re.search(r"Tunnel connection failed: (\d{3})([^'\")]*)", text)
+    if match:
+        reason = match.group(2).strip()
+        return "the proxy refused the connection (%s%s)" % (match.group(1), " " + reason if reason else "")
+    if "Connection refused" in text or "NewConnectionError" in text or "Failed to establish" in text:
+        return "could not connect to the proxy"
+    if "timed out" in text.lower():
+        return "the proxy timed out"
+    return "the proxy failed (%s)" % type(error).__name__
 
 
 # -- retries of API calls ------------------------------------------------------------------------

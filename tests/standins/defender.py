@@ -336,6 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         st = self.server.standin
+        with st._lock:
+            st.peers.append(self.client_address[0])
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p != ""]
         if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
@@ -404,6 +406,7 @@ class DefenderStandin:
         dataset: Optional[Callable[[str, int], Optional[Dict[str, Any]]]] = None,
         org_prevalence_field: bool = True,
         tenant_aliases: Optional[Dict[str, str]] = None,
+        hostnames: Iterable[str] = (),
     ) -> None:
         if not_seen_mode not in ("zero", "404"):
             raise ValueError("not_seen_mode must be 'zero' or '404'")
@@ -435,6 +438,10 @@ class DefenderStandin:
         self.org_prevalence_field = org_prevalence_field
         self.handshake_timeout = 10.0
         self.idle_timeout = 30.0
+        # Extra names this stand-in answers as (a test proxy routes them here): in its TLS certificate,
+        # and taken from the Host header for the discovery document and assertion audiences.
+        self.hostnames = tuple(name.lower() for name in hostnames)
+        self.peers = []  # type: List[str]  # client address of every request, in order
 
         self.api_requests = []  # type: List[ApiRecord]
         self.token_requests = []  # type: List[TokenRecord]
@@ -464,7 +471,7 @@ class DefenderStandin:
         if self._server is not None:
             return self
         self.ca = trustme.CA()
-        leaf = self.ca.issue_cert("127.0.0.1", "localhost")
+        leaf = self.ca.issue_cert("127.0.0.1", "localhost", *self.hostnames)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         leaf.configure_cert(ctx)
@@ -734,6 +741,9 @@ class DefenderStandin:
         host = handler.headers.get("Host") or ""
         if host in ("127.0.0.1:%d" % self.port, "localhost:%d" % self.port):
             return "https://" + host
+        name = host.lower()[:-len(":443")] if host.endswith(":443") else host.lower()
+        if name in self.hostnames:
+            return "https://" + name
         return self.base_url
 
     def _resolve_tenant(self, tenant: str) -> Optional[str]:
@@ -952,7 +962,8 @@ class DefenderStandin:
             audiences.append("%s/%s/oauth2/v2.0/token" % (self.base_url, t))
             audiences.append("https://%s/%s/oauth2/v2.0/token" % (_AAD_PUBLIC_HOST, t))
         try:
-            claims = jwt.decode(assertion, client.certificate.public_key(),
+            # A PyJWT of its own: the app under test may register algorithms with PyJWT's global one.
+            claims = jwt.PyJWT().decode(assertion, client.certificate.public_key(),
                                 algorithms=["RS256", "PS256"], audience=audiences,
                                 options={"require": ["exp", "aud", "iss", "sub"]})
         except jwt.ExpiredSignatureError:

@@ -40,6 +40,24 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel).  Anything
 else is a 404 with splunkd's error body.
 
+Roles come from ``DEFAULT_ROLES`` and from every app's ``authorize.conf`` (``[role_<name>]`` with
+``<capability> = enabled`` and ``importRoles``, ``[capability::<name>]``); a user's capabilities and
+the roles that object ACLs check include the imported roles.
+
+Custom REST endpoints: an app's ``restmap.conf`` ``[script:<name>]`` stanzas with ``scripttype =
+persist`` are served as splunkd serves them. A request whose path (after ``/services`` or
+``/servicesNS/<owner>/<app>``) starts with the stanza's ``match`` is checked against ``capability`` /
+``capability.<method>`` (``and``/``or``/parentheses; 403 with splunkd's text), then handed to a
+persistent handler process, started on first use and kept (one per driver, as splunkd shares them):
+``python persistconn_driver.py`` (``standins/splunk_python``, a stand-in of Splunk's
+``splunk.persistconn``), which loads ``<app>/bin/<script>`` and speaks splunkd's packet protocol on its
+stdin/stdout. The request is the JSON splunkd sends (``method``, ``rest_path``, ``path_info``,
+``query``, ``form``, ``payload`` with ``passPayload``, ``session`` with ``passSession``, ``ns``,
+``server``, ``connection``, ``restmap``, and ``system_authtoken`` - a session of
+``splunk-system-user``, role ``splunk-system-role`` - with ``passSystemAuth``); the reply's
+``status``, ``headers`` and ``payload`` become the HTTP answer. ``python`` and ``splunk_home`` of the
+stand-in choose the interpreter and ``SPLUNK_HOME`` of the handler process.
+
 Jobs: only their state is modelled (no search runs). A cancelled job is gone (``404 Unknown
 sid.``, as splunkd answers once it deleted the job); a finalised one reports ``isFinalized``
 and ``dispatchState`` FINALIZING.  A job is visible to its owner and to ``admin_all_objects``.
@@ -48,7 +66,10 @@ Known deviations: only ``default/`` of an app folder is read (never ``local/``);
 do not record an owner in local.meta; error texts that were not confirmed from splunkd are
 plausible wordings (KV store 404/409/400 texts in particular); KV ``_user`` is always
 ``nobody``; the KV store accepts the documented operators plus ``$in $nin $exists $eq`` and
-rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string.
+rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string. Persistent
+REST handlers: one process per driver, one request at a time (splunkd may run several processes for
+one handler); only ``[script:*]`` stanzas with ``scripttype = persist`` of an app's default layer are
+served; ``requireAuthentication = false`` and ``acceptFrom`` are not modelled.
 
 Nothing is written to disk.
 """
@@ -66,6 +87,8 @@ import os
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -819,8 +842,15 @@ class SplunkdStandin:
                  version: str = "9.0.9",
                  max_documents_per_batch_save: int = 1000,
                  max_rows_per_query: int = 50000,
-                 server_name: str = "splunk-standin"):
+                 server_name: str = "splunk-standin",
+                 python: Optional[str] = None,
+                 splunk_home: Optional[str] = None):
         self._lock = threading.RLock()
+        self.python = python or sys.executable
+        self.splunk_home = splunk_home
+        self.role_imports: Dict[str, List[str]] = {}
+        self.custom_capabilities: List[str] = []
+        self._drivers: Dict[Tuple[str, ...], _PersistentDriver] = {}
         self.version = version
         self.build = hashlib.sha1(version.encode()).hexdigest()[:12]
         self.server_name = server_name
@@ -834,6 +864,8 @@ class SplunkdStandin:
         self.roles: Dict[str, List[str]] = {k: list(v) for k, v in DEFAULT_ROLES.items()}
         for role, caps in (roles or {}).items():
             self.roles[role] = sorted(set(caps))
+        # The user splunkd's system session keys (passSystemAuth) belong to.
+        self.system_user = "splunk-system-user"
         if users is None:
             users = {"admin": {"password": "changeme", "roles": ["admin"]}}
         self.users: Dict[str, Dict[str, Any]] = {}
@@ -841,6 +873,7 @@ class SplunkdStandin:
             self.add_user(name, spec.get("password", "changeme"), spec.get("roles", ["user"]),
                           default_app=spec.get("default_app", "search"),
                           capabilities=spec.get("capabilities", ()))
+        self.add_user(self.system_user, secrets.token_urlsafe(24), ["splunk-system-role"])
 
         self._sessions: Dict[str, str] = {}
         self._tokens: Dict[str, str] = {}
@@ -904,6 +937,25 @@ class SplunkdStandin:
                 meta = os.path.join(folder, "metadata", "default.meta")
                 if os.path.isfile(meta):
                     self._meta[(name, "default")] = _parse_meta(meta)
+            self._load_authorize(layer.get("authorize", {}))
+
+    def _load_authorize(self, authorize: ConfFile) -> None:
+        """Roles and capabilities an app defines or extends (authorize.conf)."""
+        for stanza, values in authorize.items():
+            if stanza.startswith("capability::"):
+                if stanza[12:] not in self.custom_capabilities:
+                    self.custom_capabilities.append(stanza[12:])
+            elif stanza.startswith("role_"):
+                role = stanza[5:]
+                caps = set(self.roles.get(role, ()))
+                for key, value in values.items():
+                    if key == "importRoles":
+                        self.role_imports[role] = [r.strip() for r in value.split(";") if r.strip()]
+                    elif value.strip().lower() == "enabled":
+                        caps.add(key)
+                    elif value.strip().lower() == "disabled":
+                        caps.discard(key)
+                self.roles[role] = sorted(caps)
 
     def add_user(self, username: str, password: str = "changeme", roles: Iterable[str] = ("user",),
                  default_app: str = "search", capabilities: Iterable[str] = ()) -> None:
@@ -911,10 +963,21 @@ class SplunkdStandin:
             self.users[username] = {"password": password, "roles": list(roles),
                                     "default_app": default_app, "capabilities": list(capabilities)}
 
+    def roles_of(self, username: str) -> List[str]:
+        """The user's roles and, transitively, the roles they import."""
+        seen: List[str] = []
+        todo = list(self.users.get(username, {}).get("roles", ()))
+        while todo:
+            role = todo.pop(0)
+            if role not in seen:
+                seen.append(role)
+                todo.extend(self.role_imports.get(role, ()))
+        return seen
+
     def capabilities_of(self, username: str) -> List[str]:
         user = self.users.get(username, {})
         caps = set(user.get("capabilities", ()))
-        for role in user.get("roles", ()):
+        for role in self.roles_of(username):
             caps.update(self.roles.get(role, ()))
         return sorted(caps)
 
@@ -945,6 +1008,20 @@ class SplunkdStandin:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.stop_handlers()
+
+    def stop_handlers(self) -> None:
+        """End the persistent REST handler processes (the next request starts them again)."""
+        with self._lock:
+            drivers = list(self._drivers.values())
+        for driver in drivers:
+            driver.stop()
+
+    @property
+    def handler_starts(self) -> int:
+        """How many persistent REST handler processes were started."""
+        with self._lock:
+            return sum(d.starts for d in self._drivers.values())
 
     def __enter__(self) -> SplunkdStandin:
         return self.start()
@@ -1270,7 +1347,7 @@ class SplunkdStandin:
     def _role_allows(self, user: str, roles_allowed: List[str]) -> bool:
         if "*" in roles_allowed:
             return True
-        return bool(set(self.users.get(user, {}).get("roles", ())) & set(roles_allowed))
+        return bool(set(self.roles_of(user)) & set(roles_allowed))
 
     def _can_read(self, user: str, inst: _Inst, conf: str, stanza: str) -> bool:
         if self._has_cap(user, "admin_all_objects"):
@@ -1338,9 +1415,11 @@ class SplunkdStandin:
             body = _read_chunked(handler.rfile)
         req = _Request(method, handler.path, handler.headers, body)
         decoded_path = unquote(req.path)
+        req.client_ip = handler.client_address[0]
         with self._lock:
             req.username = self._identify(req)
             fault = self._take_fault(method, decoded_path)
+            script = self._match_script(req) if fault is None or fault.status is None else None
         result: Optional[_Reply] = None
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
@@ -1348,6 +1427,15 @@ class SplunkdStandin:
             if fault.status != 0:
                 text = fault.message or _REASONS.get(fault.status, "Error")
                 result = _Reply(fault.status, *_error_body(text, req.output_mode))
+        elif script is not None:
+            # Outside the stand-in's lock: the handler calls splunkd back with its system session.
+            try:
+                self._call_script(req, *script)
+                raise _Reply(500, *_error_body("no answer", req.output_mode))
+            except _Reply as reply:
+                result = reply
+            except Exception as exc:
+                result = _Reply(500, *_error_body("Internal error in stand-in: %r" % (exc,), req.output_mode))
         else:
             with self._lock:
                 try:
@@ -1506,6 +1594,144 @@ class SplunkdStandin:
             self._ep_jobs(req, rest[2:])
         if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries
             self._ep_jobs(req, rest[3:])
+
+    # ======================================================= custom REST (restmap.conf)
+
+    def _match_script(self, req: _Request) -> Optional[Tuple[Any, ...]]:
+        """(app, stanza, conf, rest_path, path_info, ns) of the [script:*] endpoint for this request."""
+        if req.username is None:
+            return None  # dispatch answers 401
+        segments = req.path.split("/")
+        if len(segments) >= 2 and segments[1] == "services":
+            rest_raw, ns = segments[2:], None
+        elif len(segments) >= 4 and segments[1] == "servicesNS":
+            rest_raw, ns = segments[4:], (unquote_plus(segments[2]), unquote_plus(segments[3]))
+        else:
+            return None
+        rest_path = "/" + "/".join(unquote_plus(p) for p in rest_raw if p != "")
+        for app in sorted(self._apps):
+            restmap = self._layer(("app", app, "default")).get("restmap", {})
+            for stanza, conf in restmap.items():
+                match = (conf.get("match") or "").rstrip("/")
+                if not stanza.startswith("script:") or not match or conf.get("scripttype") != "persist":
+                    continue
+                if rest_path == match or rest_path.startswith(match + "/"):
+                    return app, stanza, conf, rest_path, rest_path[len(match):].lstrip("/"), ns
+        return None
+
+    def _capability_allows(self, user: str, expression: str) -> bool:
+        caps = set(self.capabilities_of(user))
+        tokens = re.findall(r"\(|\)|[^\s()]+", expression)
+        position = [0]
+
+        def peek():
+            return tokens[position[0]] if position[0] < len(tokens) else None
+
+        def take():
+            position[0] += 1
+            return tokens[position[0] - 1]
+
+        def atom():
+            token = take()
+            if token == "(":
+                value = either()
+                take()  # ")"
+                return value
+            return token in caps
+
+        def both():
+            value = atom()
+            while peek() == "and":
+                take()
+                value = atom() and value
+            return value
+
+        def either():
+            value = both()
+            while peek() == "or":
+                take()
+                value = both() or value
+            return value
+
+        return either()
+
+    def _call_script(self, req: _Request, app: str, stanza: str, conf: Dict[str, str], rest_path: str,
+                     path_info: str, ns: Optional[Tuple[str, str]]) -> None:
+        user = req.username or ""
+        capability = conf.get("capability." + req.method.lower()) or conf.get("capability")
+        if capability and not self._capability_allows(user, capability):
+            self._fail(req, 403, "You (user=%s) do not have permission to perform this operation "
+                                 "(requires capability: %s)." % (user, capability))
+        if ns is not None and ns[1] != "-" and ns[1] not in self._apps:
+            self._fail(req, 404, "Application does not exist: %s" % ns[1])
+
+        def flag(name, default):
+            return str(conf.get(name, default)).strip().lower() in ("1", "true", "t", "yes", "y")
+
+        def pairs(params):
+            out = []
+            for key, value in params.items():
+                for item in value if isinstance(value, list) else [value]:
+                    out.append([key, item])
+            return out
+
+        request: Dict[str, Any] = {
+            "output_mode": req.output_mode, "output_mode_explicit": req.param("output_mode") is not None,
+            "server": {"rest_uri": self.base_url, "hostname": self.server_name, "servername": self.server_name,
+                       "guid": self.guid},
+            "restmap": {"name": stanza, "conf": dict(conf)},
+            "query": pairs(req.query), "connection": {"src_ip": getattr(req, "client_ip", "127.0.0.1"),
+                                                      "ssl": False, "listening_port": self.port},
+            "rest_path": rest_path, "lang": "en-US", "method": req.method,
+        }
+        if path_info:
+            request["path_info"] = path_info
+        if ns is not None:
+            request["ns"] = {"app": ns[1], "user": ns[0]}
+        if req.method in ("POST", "PUT"):
+            request["form"] = pairs(req.form)
+        if flag("passSession", "true"):
+            auth = (req.headers.get("Authorization") or "").split(" ", 1)
+            token = auth[1].strip() if len(auth) == 2 and auth[0].lower() == "splunk" else None
+            request["session"] = {"user": user, "authtoken": token or self.new_session_key(user)}
+        if str(conf.get("passPayload", "false")).strip().lower() == "base64":
+            request["payload_base64"] = base64.b64encode(req.body).decode("ascii")
+        elif flag("passPayload", "false"):
+            request["payload"] = req.body.decode("utf-8", "replace")
+        if flag("passHttpHeaders", "false"):
+            request["headers"] = [[k, v] for k, v in req.headers.items()]
+        if flag("passHttpCookies", "false"):
+            request["cookies"] = []
+        if flag("passSystemAuth", "false"):
+            request["system_authtoken"] = self.new_session_key(self.system_user)
+        folder = self._apps.get(app) or ""
+        script = os.path.join(folder, "bin", conf.get("script", ""))
+        command = [script] + [conf[k] for k in sorted(k for k in conf if k.startswith("script.arg."))]
+        key = (conf.get("driver", "appserver"), self.python)
+        with self._lock:
+            driver = self._drivers.get(key)
+            if driver is None:
+                driver = self._drivers[key] = _PersistentDriver(self)
+        answer = driver.call(command, conf.get("script.param", ""), json.dumps(request).encode("utf-8"))
+        try:
+            reply = json.loads(answer.decode("utf-8")) if answer else {}
+        except ValueError:
+            reply = {"payload": answer.decode("utf-8", "replace")}
+        if not isinstance(reply, dict):
+            reply = {"payload": reply}
+        status = int(reply.get("status", 200))
+        payload = reply.get("payload", "")
+        if "payload_base64" in reply:
+            body = base64.b64decode(reply["payload_base64"])
+        elif isinstance(payload, (dict, list)):
+            body = json.dumps(payload).encode("utf-8")
+        else:
+            body = str(payload).encode("utf-8")
+        headers = [(str(k), str(v)) for k, v in (reply.get("headers") or {}).items()
+                   if str(k).lower() not in ("content-length", "content-type")]
+        content_type = next((str(v) for k, v in (reply.get("headers") or {}).items()
+                             if str(k).lower() == "content-type"), "application/json; charset=UTF-8")
+        raise _Reply(status, body, content_type, headers)
 
     # ================================================================ render
 
@@ -2621,6 +2847,90 @@ class SplunkdStandin:
             self._kv_fail(req, 409, "A document with the same key already exists: _key=%s" % key)
         store[key] = doc
         self._kv_reply(201 if insert else 200, {"_key": key})
+
+
+_STANDIN_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splunk_python")
+
+
+class _PersistentDriver:
+    """One persistent REST handler process, as splunkd keeps it, and its packet protocol (one request
+    at a time: splunkd queues them for a process)."""
+
+    def __init__(self, owner: SplunkdStandin):
+        self.owner = owner
+        self.process: Optional[subprocess.Popen] = None
+        self.lock = threading.Lock()
+        self.starts = 0
+
+    def _start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        if self.owner.splunk_home:
+            env["SPLUNK_HOME"] = self.owner.splunk_home
+        stderr = subprocess.DEVNULL
+        if self.owner.splunk_home:
+            log_dir = os.path.join(self.owner.splunk_home, "var", "log", "splunk")
+            os.makedirs(log_dir, exist_ok=True)
+            stderr = open(os.path.join(log_dir, "splunkd_persistent_handler_stderr.log"), "ab")
+        try:
+            self.process = subprocess.Popen(
+                [self.owner.python, os.path.join(_STANDIN_PYTHON, "persistconn_driver.py")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
+                cwd=self.owner.splunk_home or None)
+        finally:
+            if stderr is not subprocess.DEVNULL:
+                stderr.close()
+        self.starts += 1
+
+    @staticmethod
+    def _string(value: bytes) -> bytes:
+        return b"%d\n" % len(value) + value
+
+    def _read_string(self) -> bytes:
+        stream = self.process.stdout
+        line = b""
+        while not line.strip():
+            line = stream.readline()
+            if not line:
+                raise EOFError("the persistent handler process ended")
+        size = int(line.strip())
+        data = stream.read(size)
+        if len(data) != size:
+            raise EOFError("the persistent handler process ended")
+        return data
+
+    def call(self, command: List[str], argument: str, block: bytes) -> bytes:
+        with self.lock:
+            for attempt in (1, 2):
+                if self.process is None or self.process.poll() is not None:
+                    self._start()
+                packet = bytes([0x01 | 0x02 | 0x04]) + b"%d\n" % len(command)
+                packet += b"".join(self._string(part.encode("utf-8")) for part in command)
+                packet += self._string(argument.encode("utf-8")) + self._string(block)
+                try:
+                    self.process.stdin.write(packet)
+                    self.process.stdin.flush()
+                    loaded = self._read_string()
+                    if loaded:
+                        raise _Reply(500, *_error_body("Failed to load the REST handler: %s"
+                                                       % loaded.decode("utf-8", "replace"), "json"))
+                    return self._read_string()
+                except (OSError, EOFError, ValueError):
+                    self.stop()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait(timeout=10)
+            for stream in (process.stdin, process.stdout):
+                try:
+                    stream.close()
+                except OSError:
+                    pass
 
 
 class _Ctx(NamedTuple):

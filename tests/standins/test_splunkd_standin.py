@@ -458,3 +458,76 @@ def test_a_job_is_visible_to_its_owner_and_admins_only(standin):
         "search/jobs", output_mode="json").body.read())["entry"]] == ["| makeresults"]
     standin.cancel_job("mine")
     assert service(standin, "admin").jobs.list() == []
+
+
+# -- roles from authorize.conf and persistent REST handlers (restmap.conf) ------------------------------
+
+def _echo_app(tmp_path):
+    app = tmp_path / "echo_app"
+    (app / "default").mkdir(parents=True)
+    (app / "bin").mkdir()
+    (app / "default" / "authorize.conf").write_text(
+        "[capability::echo_use]\n\n[role_echo_user]\nimportRoles = user\necho_use = enabled\n")
+    (app / "default" / "restmap.conf").write_text(
+        "[script:echo]\nmatch = /echo\nscript = echo_handler.py\nscripttype = persist\n"
+        "capability.post = echo_use and (search or admin_all_objects)\npassSystemAuth = true\npassPayload = true\n")
+    (app / "bin" / "echo_handler.py").write_text(
+        "import json, os\n"
+        "from splunk.persistconn.application import PersistentServerConnectionApplication\n"
+        "COUNT = [0]\n"
+        "class Echo(PersistentServerConnectionApplication):\n"
+        "    def __init__(self, command_line, command_arg):\n"
+        "        PersistentServerConnectionApplication.__init__(self)\n"
+        "    def handle(self, in_string):\n"
+        "        COUNT[0] += 1\n"
+        "        request = json.loads(in_string)\n"
+        "        return {'status': 200, 'payload': {'request': request, 'count': COUNT[0], 'pid': os.getpid()}}\n")
+    return str(app)
+
+
+def test_authorize_conf_roles_and_imports(tmp_path):
+    from standins.splunkd import SplunkdStandin
+
+    standin = SplunkdStandin(apps={"echo_app": _echo_app(tmp_path)})
+    standin.add_user("e", roles=["echo_user"])
+    assert standin.roles_of("e") == ["echo_user", "user"]
+    assert {"echo_use", "search"} <= set(standin.capabilities_of("e"))
+    assert "list_storage_passwords" not in standin.capabilities_of("e")
+
+
+def test_persistent_rest_handler_protocol_capabilities_and_system_session(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from standins.splunkd import SplunkdStandin
+
+    with SplunkdStandin(apps={"echo_app": _echo_app(tmp_path)}) as standin:
+        standin.add_user("e", roles=["echo_user"])
+        standin.add_user("u", roles=["user"])
+
+        def post(user, path="/servicesNS/nobody/echo_app/echo/sub/path?x=1"):
+            request = urllib.request.Request(standin.base_url + path, data=b"a=1&b=two", method="POST")
+            request.add_header("Authorization", "Splunk " + standin.new_session_key(user))
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, error.read().decode()
+
+        status, body = post("u")
+        assert status == 403 and "requires capability: echo_use and (search or admin_all_objects)" in body
+        status, first = post("e")
+        assert status == 200
+        request = first["request"]
+        assert request["method"] == "POST" and request["rest_path"] == "/echo/sub/path"
+        assert request["path_info"] == "sub/path" and request["query"] == [["x", "1"]]
+        assert request["form"] == [["a", "1"], ["b", "two"]] and request["payload"] == "a=1&b=two"
+        assert request["ns"] == {"app": "echo_app", "user": "nobody"}
+        assert request["session"]["user"] == "e"
+        assert request["server"]["rest_uri"] == standin.base_url
+        assert standin._sessions[request["system_authtoken"]] == "splunk-system-user"
+        status, second = post("e")
+        assert (second["count"], second["pid"]) == (2, first["pid"])  # one process, module state kept
+        standin.stop_handlers()
+        status, third = post("e")
+        assert third["count"] == 1 and third["pid"] != first["pid"] and standin.handler_starts == 2
