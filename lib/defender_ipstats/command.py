@@ -40,10 +40,11 @@ class DefenderIpStatsCommand(StreamingCommand):
     _started = None
 
     def prepare(self):
-        """At getinfo: settings, options, account and secret, read and checked, or one clear error.
+        """At getinfo: settings, options and account, read and checked, or one clear error.
 
-        The rest of the search's machinery (KV store cache, rate limiter, job watcher) is built on
-        the first execute chunk (``enrichment``): the getinfo reply needs none of it.
+        The rest of the search's machinery (KV store cache, rate limiter, job watcher, the token
+        broker's client) is built on the first execute chunk (``enrichment``): the getinfo reply
+        needs none of it. The credential is the token broker's business (access.py, broker.py).
         """
         logger = get_logger()
         info = self.metadata.searchinfo
