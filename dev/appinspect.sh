@@ -14,13 +14,8 @@ VENV=.venv/appinspect
 REQS=dev/requirements-appinspect.txt
 REPORT=build/appinspect-report.json
 
-find_python() {
-  local want="$1" candidate
-  for candidate in "$(pyenv root 2>/dev/null)/versions/$want".*/bin/python3 "python$want"; do
-    if command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return 0; fi
-  done
-  return 1
-}
+# shellcheck source=dev/python.sh
+source "dev/python.sh"
 
 # AppInspect's python-magic needs the libmagic C library (Debian: libmagic1).
 ensure_libmagic() {

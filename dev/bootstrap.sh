@@ -9,13 +9,8 @@ SPLUNK_PYTHONS="${SPLUNK_PYTHONS:-3.9 3.13}"
 # splunk-sdk's pin lives in requirements-splunklib.txt (package.sh vendors it from there too).
 SPLUNK_SDK_REQS="requirements-splunklib.txt"
 
-find_python() {
-  local want="$1" candidate
-  for candidate in "$(pyenv root 2>/dev/null)/versions/$want".*/bin/python3 "python$want"; do
-    if command -v "$candidate" >/dev/null 2>&1; then echo "$candidate"; return 0; fi
-  done
-  return 1
-}
+# shellcheck source=dev/python.sh
+source "dev/python.sh"
 
 stamp_of() { cat requirements.txt requirements-dev.txt "$SPLUNK_SDK_REQS" dev/bootstrap.sh | sha256sum | cut -c1-16; }
 

@@ -17,13 +17,8 @@ PACKAGE_TESTS=(tests/test_package.py tests/test_command.py tests/test_recordings
                tests/test_certificates.py tests/test_proxies.py tests/test_sovereign_clouds.py
                tests/test_least_privilege.py tests/test_ui.py tests/test_purge.py)
 
-find_python() {
-  local want="$1" candidate
-  for candidate in "$(pyenv root 2>/dev/null)/versions/$want".*/bin/python3 "python$want"; do
-    if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return 0; fi
-  done
-  return 1
-}
+# shellcheck source=dev/python.sh
+source "dev/python.sh"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/TA-defender-ipstats-pkgtest.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
