@@ -1,8 +1,8 @@
-"""The app's REST endpoints in splunkd (restmap.conf, scripttype = persist). Wiring only.
+"""The app's privileged service in splunkd (restmap.conf, scripttype = persist). Wiring only.
 
-splunkd loads this file into its persistent handler process and, per request, creates the one class
-below that derives from PersistentServerConnectionApplication and calls ``handle`` with the request
-as JSON. The work is in ``defender_ipstats.broker``.
+splunkd loads this file into its persistent handler process and, per request, creates the class
+below (it derives from PersistentServerConnectionApplication) and calls ``handle`` with the request
+as JSON. The work is in ``defender_ipstats.service``.
 """
 
 import json
@@ -15,8 +15,8 @@ if APP_LIB not in sys.path:
 
 from splunk.persistconn.application import PersistentServerConnectionApplication  # noqa: E402
 
-from defender_ipstats import broker  # noqa: E402
 from defender_ipstats.logs import get_logger  # noqa: E402
+from defender_ipstats.service import router  # noqa: E402
 
 
 class DefenderIpStatsRestHandler(PersistentServerConnectionApplication):
@@ -24,13 +24,8 @@ class DefenderIpStatsRestHandler(PersistentServerConnectionApplication):
         PersistentServerConnectionApplication.__init__(self)
 
     def handle(self, in_string):
-        logger = get_logger()
         try:
             request = json.loads(in_string.decode("utf-8") if isinstance(in_string, bytes) else in_string)
         except ValueError:
-            return broker.reply(400, {"error": "the request is not JSON"})
-        try:
-            return broker.handle(request, logger)
-        except Exception as error:  # never let splunkd see a dead handler
-            logger.exception("REST handler failed")
-            return broker.error_reply(error)
+            return router.reply(400, {"error": "the request is not JSON"})
+        return router.handle(request, get_logger())

@@ -22,6 +22,7 @@ APP_ROOT = os.environ.get("DEFENDERIPSTATS_APP_ROOT") or ROOT
 COMMAND = os.path.join(APP_ROOT, "bin", "defenderipstats.py")
 COMMAND_PYTHON = os.environ.get("DEFENDERIPSTATS_PYTHON") or sys.executable
 OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
+ACCOUNT = "contoso"  # the account the fixtures configure ([default] is never an account)
 _SID_LOCK = threading.Lock()
 
 
@@ -79,7 +80,7 @@ class AppHarness:
         """As an admin stores them: realm TA-defender-ipstats-proxy, password '<user>:<password>'."""
         self.set_secret(account, "%s:%s" % (user, password), realm=APP + "-proxy")
 
-    def configure_account(self, name: str = "default", secret: Optional[str] = None, **overrides) -> None:
+    def configure_account(self, name: str = ACCOUNT, secret: Optional[str] = None, **overrides) -> None:
         from standins import defender as defender_module
 
         settings = {

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from defender_ipstats.enrichment import FETCH_WORKERS
-from harness import OUTPUT_SUFFIXES, events, expected_fields
+from defender_ipstats.service.lookups import FETCH_WORKERS
+from harness import ACCOUNT, OUTPUT_SUFFIXES, events, expected_fields
 from standins import dataset
 
 NAMES = ["defender_" + s for s in OUTPUT_SUFFIXES]
@@ -143,7 +143,7 @@ def test_not_seen_as_404_is_not_seen(splunkd, tmp_path):
     (["field=src_ip", "cache=sometimes"], "cache must be one of use|refresh|off"),
     (["field=src_ip", "maxwait=soon"], "maxwait must be a number of seconds"),
     (["field=src_ip", "bogus=1"], "Unrecognized option: bogus=1"),
-    (["field=src_ip", "account=nobody"], "Unknown account 'nobody'. Configured accounts: default"),
+    (["field=src_ip", "account=nobody"], "Unknown account 'nobody'. Configured accounts: contoso"),
     (["field=src_ip", "backend=sideways"], "backend must be one of ipstats|hunting|auto"),
 ])
 def test_bad_options_are_one_clear_error(app, args, message):
@@ -171,7 +171,7 @@ def test_missing_secret(bare_app):
 
 
 def test_wrong_secret_lets_events_through_with_one_error(app):
-    app.set_secret("default", "not-the-secret")
+    app.set_secret(ACCOUNT, "not-the-secret")
     values = dataset.ips(5, seed=8)
     sent = events(values)
     run = app.search(["field=src_ip"], [sent])

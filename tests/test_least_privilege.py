@@ -15,7 +15,7 @@ import json
 import pytest
 
 from defender_ipstats.broker import TOKEN_REALM
-from harness import APP, events, expected_fields
+from harness import ACCOUNT, APP, events, expected_fields
 from standins import dataset
 from standins.defender import DEFAULT_SECRET
 
@@ -155,7 +155,7 @@ def test_a_rejected_token_is_replaced_once_for_everyone(analyst_app):
 def test_a_changed_secret_is_not_served_an_old_token(analyst_app):
     app = analyst_app
     _search(app, ANALYST, seed=86)
-    app.set_secret("default", "rotated-but-wrong")
+    app.set_secret(ACCOUNT, "rotated-but-wrong")
     run = app.search(["field=src_ip", "backend=ipstats"], [events(["10.20.30.40"])], username=ANALYST)
     assert any("client secret is wrong" in text for text in run.errors), run.errors
     assert app.defender.token_calls() == 2

@@ -8,11 +8,11 @@ on the server's side, not inferred from the proxy's tunnel count alone.
 
 import pytest
 
-from defender_ipstats.access import resolve_proxy, with_proxy_credentials
+from defender_ipstats.service.profile import resolve_proxy, with_proxy_credentials
 from defender_ipstats.errors import ConfigurationError, CredentialError
 from defender_ipstats.settings import Account
 from defender_ipstats.transport import AppSession, bypasses_proxy
-from harness import events, expected_fields
+from harness import ACCOUNT, events, expected_fields
 from standins import dataset
 from standins.proxy import ConnectProxy
 
@@ -46,7 +46,7 @@ def _all_through(proxy, defender):
 
 def test_every_call_goes_through_the_accounts_proxy_with_its_credentials(app, proxy):
     app.configure_account(proxy_url=proxy.url)
-    app.set_proxy_credentials("default", PROXY_USER, PROXY_PASSWORD)
+    app.set_proxy_credentials(ACCOUNT, PROXY_USER, PROXY_PASSWORD)
     run = _search_ok(app)
     assert app.defender.token_calls(status=200) == 1 and app.defender.api_calls() == 3
     assert _all_through(proxy, app.defender)  # discovery, token and every API call
@@ -58,7 +58,7 @@ def test_every_call_goes_through_the_accounts_proxy_with_its_credentials(app, pr
 
 def test_server_conf_proxy_applies_when_the_account_has_none(app, proxy, splunkd):
     splunkd.set_conf("server", "proxyConfig", app="system", https_proxy=proxy.url, no_proxy="")
-    app.set_proxy_credentials("default", PROXY_USER, PROXY_PASSWORD)
+    app.set_proxy_credentials(ACCOUNT, PROXY_USER, PROXY_PASSWORD)
     _search_ok(app)
     assert _all_through(proxy, app.defender)
 
@@ -81,7 +81,7 @@ def test_the_environments_proxy_is_not_used(defender, monkeypatch, proxy):
 
 def test_wrong_proxy_credentials_are_one_clear_error(app, proxy):
     app.configure_account(proxy_url=proxy.url)
-    app.set_proxy_credentials("default", PROXY_USER, "wrong")
+    app.set_proxy_credentials(ACCOUNT, PROXY_USER, "wrong")
     sent = events(dataset.ips(2, status="found", seed=52))
     run = app.search(["field=src_ip", "backend=ipstats"], [sent])
     assert len(run.records) == len(sent)

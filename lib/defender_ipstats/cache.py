@@ -16,6 +16,7 @@ from .model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
 COLLECTION = "defenderipstats_cache"
 PAGE_KEYS = 1000
 BATCH_SAVE = 1000
+GET_PAGE_KEYS = 100  # keys per GET when batch_find is refused: the query stays a few kB in the URL
 FIELDS = ("_key", "ip", "status", "prevalence", "first_seen", "last_seen", "fetched_at", "source")
 
 
@@ -36,6 +37,7 @@ class KVStoreCache:
         self.requests = 0
         self.hits = 0
         self.stale = 0
+        self.find_with_get = False
 
     # -- reading --------------------------------------------------------------------
     def get_many(self, ips: List[str]) -> Dict[str, IpStats]:
@@ -47,7 +49,7 @@ class KVStoreCache:
         ]
         if not queries:
             return {}
-        pages = self._post_json("batch_find", queries)
+        pages = self._find(queries)
         now = self.clock()
         found: Dict[str, IpStats] = {}
         wanted = set(ips)
@@ -58,6 +60,29 @@ class KVStoreCache:
                     found[stats.ip] = stats
         self.hits += len(found)
         return found
+
+    def _find(self, queries):
+        """``batch_find`` (one POST for every page); where splunkd refuses it to a read-only role, plain
+        GETs with a smaller ``$or`` each, so the URL stays short."""
+        from splunklib import binding
+
+        if not self.find_with_get:
+            try:
+                return self._post_json("batch_find", queries)
+            except binding.HTTPError as error:
+                if error.status != 403:
+                    raise
+                self.find_with_get = True  # a role that may read but not write the collection
+        pages = []
+        for query in queries:
+            keys = query["query"]["$or"]
+            for start in range(0, len(keys), GET_PAGE_KEYS):
+                self.requests += 1
+                response = self.service.get(self.path, owner="nobody", app=APP_NAME, output_mode="json",
+                                            query=json.dumps({"$or": keys[start:start + GET_PAGE_KEYS]}),
+                                            fields=query["fields"], limit=GET_PAGE_KEYS)
+                pages.append(json.loads(response.body.read().decode("utf-8") or "[]"))
+        return pages
 
     def _from_document(self, document: dict, now: float):
         status = document.get("status")
@@ -117,3 +142,49 @@ class KVStoreCache:
         )
         text = response.body.read().decode("utf-8")
         return json.loads(text) if text.strip() else None
+
+
+class SafeCache:
+    """The KV store cache, or nothing: a failing KV store costs one warning, not the lookups."""
+
+    def __init__(self, cache, warn, logger):
+        self.cache = cache
+        self.warn = warn
+        self.logger = logger
+        self.failed = False
+
+    @property
+    def hits(self) -> int:
+        return self.cache.hits
+
+    def _fail(self, what, error):
+        self.failed = True
+        self.logger.warning("KV store %s failed, continuing without the cache: %s", what, describe_failure(error))
+        self.warn("The KV store cache is unavailable (%s); this search continues without it."
+                  % describe_failure(error))
+
+    def get_many(self, ips):
+        if self.failed:
+            return {}
+        try:
+            return self.cache.get_many(ips)
+        except Exception as error:  # any KV store trouble: carry on uncached
+            self._fail("read", error)
+            return {}
+
+    def put_many(self, results):
+        if self.failed:
+            return
+        try:
+            self.cache.put_many(results)
+        except Exception as error:
+            self._fail("write", error)
+
+
+def describe_failure(error) -> str:
+    """A short, secret-free description of a splunkd/KV store failure."""
+    status = getattr(error, "status", None)
+    if status:
+        return "splunkd answered %s" % status
+    text = str(error).splitlines()[0] if str(error) else ""
+    return ("%s: %s" % (type(error).__name__, text))[:120] if text else type(error).__name__

@@ -17,7 +17,8 @@ from . import splunkd
 from .chunked import LeanBody, Unsupported, write_reply
 from .errors import DefenderIpStatsError
 from .logs import get_logger
-from .settings import Options
+from .search.service_client import REQUEST_TIMEOUT, ServiceClient
+from .settings import Options, Settings, check_account_name
 
 
 @Configuration(distributed=False)
@@ -40,52 +41,51 @@ class DefenderIpStatsCommand(StreamingCommand):
     _started = None
 
     def prepare(self):
-        """At getinfo: settings, options and account, read and checked, or one clear error.
+        """At getinfo: one request to the app's service resolves the account (and checks this user may
+        use it) and brings the settings; the options are checked against them. Or one clear error.
 
-        The rest of the search's machinery (KV store cache, rate limiter, job watcher, the token
-        broker's client) is built on the first execute chunk (``enrichment``): the getinfo reply
-        needs none of it. The credential is the token broker's business (access.py, broker.py).
+        The rest of the search's machinery (the cache reader, the job watcher, the lookups through the
+        service) is built on the first execute chunk (``enrichment``): the getinfo reply needs none of it.
         """
         logger = get_logger()
         info = self.metadata.searchinfo
         sid = getattr(info, "sid", "")
         try:
-            service = splunkd.connect(info.splunkd_uri, info.session_key)
-            config = splunkd.SplunkdConfig(service)
-            settings = config.settings()
+            raw = self._raw_options()
+            if raw["account"] is not None:
+                check_account_name(str(raw["account"]).strip(), "account")
+            client = ServiceClient(splunkd.connect(info.splunkd_uri, info.session_key,
+                                                   timeout=REQUEST_TIMEOUT))
+            described = client.describe(str(raw["account"] or "").strip())
+            settings = Settings.from_conf(described.get("settings") or {})
             logger = get_logger(settings.log_level)
-            options = Options.resolve(self._raw_options(), settings)
-            account = config.account(options.account)
+            options = Options.resolve(dict(raw, account=str(described.get("account") or "")), settings)
         except DefenderIpStatsError as error:
             logger.error("sid=%s cannot start: %s", sid, error)
             self.write_error("defenderipstats: %s" % error)
             sys.exit(1)
         except Exception as error:  # never a traceback in the search
             self._cannot_start(logger, sid, error)
-        self._started = (options, settings, account, logger, sid)
+        self._started = (options, settings, client, logger, sid)
         logger.debug("sid=%s prepared: field=%s account=%s lookback=%s cache=%s", sid, options.field,
-                     account.name, options.lookback_hours, options.cache)
+                     options.account, options.lookback_hours, options.cache)
 
     @property
     def enrichment(self):
         """The search's ``Enrichment``, built when the first execute chunk needs it."""
         if self._enrichment is None:
-            options, settings, account, logger, sid = self._started
+            options, settings, client, logger, sid = self._started
             info = self.metadata.searchinfo
             try:
-                from .access import BrokerAccess
                 from .enrichment import Enrichment
                 from .jobwatch import POLL_TIMEOUT, JobWatcher
 
                 # Separate connections with short timeouts: a hanging KV store costs one warning, not
-                # the search; a slow job poll must not hold up a worker for long.
+                # the search; a slow job poll must not hold up the lookups for long.
                 kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
                 watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
                                      sid, logger=logger)
-                # Tokens come from the app's token broker (restmap.conf), never the secret: the searching
-                # user needs the capability defenderipstats_use, not list_storage_passwords.
-                access = BrokerAccess(splunkd.connect(info.splunkd_uri, info.session_key), account)
-                self._enrichment = Enrichment(options, settings, account, access, kv_service, logger, sid=sid,
+                self._enrichment = Enrichment(options, settings, client, kv_service, logger, sid=sid,
                                               should_stop=watcher.should_stop)
             except Exception as error:  # never a traceback in the search
                 self._cannot_start(logger, sid, error)

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 
 from .client import Retired, Throttled
 from .errors import DefenderIpStatsError
-from .model import ERROR, IpStats, failed, rate_limited
+from .model import ERROR, IpStats, failed, pending, rate_limited
 
 MAX_THROTTLED_RETRIES = 3
 WAIT_STEP = 1.0  # seconds; a cancelled search is noticed within one step (plus the job poll interval)
@@ -44,7 +44,8 @@ class WaitAllowance:
 class Fetcher:
     def __init__(self, client, limiter, lookback_hours: int, allowance: WaitAllowance, workers: int = 4,
                  sleep: Callable[[float], None] = time.sleep, clock=time.monotonic,
-                 should_stop: Optional[Callable[[], bool]] = None, retry_allowance: Optional[WaitAllowance] = None):
+                 should_stop: Optional[Callable[[], bool]] = None, retry_allowance: Optional[WaitAllowance] = None,
+                 deadline: Optional[float] = None, may_wait: bool = True):
         self.client = client
         self.limiter = limiter
         self.lookback_hours = lookback_hours
@@ -55,6 +56,13 @@ class Fetcher:
         self.sleep = sleep
         self.clock = clock
         self.should_stop = should_stop
+        # The privileged service bounds each request: no call starts past ``deadline`` (on ``clock``),
+        # and with ``may_wait`` False it never waits for budget (that is the search's to do). The IPs
+        # left are answered ``pending``, and ``retry_in`` says when budget returns; the search asks again.
+        self.deadline = deadline
+        self.may_wait = may_wait
+        self.out_of_time = False
+        self.retry_in = 0.0
         self.fatal: Optional[DefenderIpStatsError] = None
         self.retired: Optional[Retired] = None
         self.budget_returns_in = 0.0  # when budget ran out: seconds until it comes back
@@ -92,6 +100,10 @@ class Fetcher:
                 if wait > self.allowance.remaining:
                     self.budget_returns_in = max(self.budget_returns_in, wait)
                     return False
+                if not self.may_wait or self._past_deadline(min(wait, WAIT_STEP)):
+                    self.retry_in = wait
+                    self.out_of_time = True
+                    return False
                 self._wait_step(wait)
 
     def _wait_step(self, seconds: float) -> float:
@@ -124,6 +136,11 @@ class Fetcher:
             self.sleep(min(left, WAIT_STEP))
         return not self.stopped
 
+    def _past_deadline(self, ahead: float = 0.0) -> bool:
+        if not self.out_of_time and self.deadline is not None and self.clock() + ahead > self.deadline:
+            self.out_of_time = True
+        return self.out_of_time
+
     def _stopping(self) -> bool:
         if not self.stopped and self.should_stop is not None and self.should_stop():
             self.stopped = True
@@ -132,7 +149,7 @@ class Fetcher:
     def clear_retry(self, delay: float) -> bool:
         """The client's retry gate: may this thread's call be tried again after ``delay`` seconds?"""
         self.limiter.completed()  # the failed attempt is over: it counts from now
-        if self.fatal is not None or self._stopping():
+        if self.fatal is not None or self._stopping() or self._past_deadline(delay):
             return False
         return self._acquire(delay)
 
@@ -154,9 +171,13 @@ class Fetcher:
                 return failed(ip, RETIRED_REASON)
             if self.gave_up is not None:
                 return failed(ip, self.gave_up)
+            if self._past_deadline():
+                return pending(ip)
             if not self._acquire():
                 if self.stopped:
                     return failed(ip, STOPPED_REASON)
+                if self.out_of_time:
+                    return pending(ip)
                 self.rate_limited += 1
                 return rate_limited(ip, "API budget used up; it returns in about %d s"
                                     % max(1, round(self.budget_returns_in)))

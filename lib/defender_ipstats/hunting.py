@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Union
 
 from .client import LazyValidator, Throttled, error_message, is_canonical_ip, retry_after_seconds
 from .errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
-from .model import ERROR, FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats, failed, rate_limited
+from .model import ERROR, FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats, failed, pending, rate_limited
 
 # 2,500 IPs make a query of under 100 kB (an IPv4 address is listed in two forms) and at most
 # 2,500 result rows: far inside the 100,000-row limit, and light on the per-query CPU quota.
@@ -180,7 +180,7 @@ class HuntingFetcher:
     """Answers many IPs with few queries, within the hunting budget and the wait allowance."""
 
     def __init__(self, client: HuntingClient, limiter, lookback_hours: int, allowance, batch_size: int = BATCH_SIZE,
-                 sleep=time.sleep, clock=time.monotonic, should_stop=None):
+                 sleep=time.sleep, clock=time.monotonic, should_stop=None, deadline=None, may_wait=True):
         self.client = client
         self.limiter = limiter
         self.lookback_hours = lookback_hours
@@ -189,6 +189,11 @@ class HuntingFetcher:
         self.sleep = sleep
         self.clock = clock
         self.should_stop = should_stop
+        self.deadline = deadline  # as for fetcher.Fetcher: no query starts past it
+        self.may_wait = may_wait  # False: budget not free now means pending, not a wait here
+        self.out_of_time = False
+        self.retry_in = 0.0
+        self.stopped = False
         self.fatal: Optional[DefenderIpStatsError] = None
         self.rate_limited = 0
         self.budget_returns_in = 0.0
@@ -205,7 +210,17 @@ class HuntingFetcher:
         while True:
             if self.fatal is not None:
                 return {ip: failed(ip, "hunting unavailable", SOURCE_HUNTING) for ip in batch}
+            if self.stopped or (self.should_stop is not None and self.should_stop()):
+                from .fetcher import STOPPED_REASON
+
+                self.stopped = True
+                return {ip: failed(ip, STOPPED_REASON, SOURCE_HUNTING) for ip in batch}
+            if self.out_of_time or (self.deadline is not None and self.clock() > self.deadline):
+                self.out_of_time = True
+                return {ip: pending(ip) for ip in batch}
             if not self._acquire():
+                if self.out_of_time:
+                    return {ip: pending(ip) for ip in batch}
                 self.rate_limited += len(batch)
                 reason = "hunting budget used up; it returns in about %d s" % max(1, round(self.budget_returns_in))
                 return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
@@ -232,8 +247,12 @@ class HuntingFetcher:
             wait = self.limiter.try_acquire()
             if wait <= 0:
                 return True
-            if wait > self.allowance.remaining or (self.should_stop is not None and self.should_stop()):
+            if wait > self.allowance.remaining:
                 self.budget_returns_in = max(self.budget_returns_in, wait)
+                return False
+            if not self.may_wait:
+                self.retry_in = wait
+                self.out_of_time = True
                 return False
             started = self.clock()
             self.sleep(min(wait, 1.0))

@@ -1,44 +1,57 @@
 """The app's log: $SPLUNK_HOME/var/log/splunk/defenderipstats.log, rotating, never a secret.
 
-Splunk indexes that folder into _internal. Every record passes a filter that blanks any
-secret or token registered with ``redact()``, as a safety net behind not logging them.
+Splunk indexes that folder into _internal, where the dashboard adds up the lines. Two rules hold
+for every record, whatever a caller passes in (account names, field values, exception texts):
+
+- the whole formatted record, traceback included, is scrubbed of every secret or token
+  registered with ``redact()`` (a safety net behind not logging them);
+- one record is one line: CR, LF and other control characters are escaped (``\\n``, ``\\x1b``), so
+  no value can forge a line of its own.
 """
 
 import logging
 import logging.handlers
 import os
+import re
 import threading
 
 LOGGER_NAME = "defender_ipstats"
 LOG_FILE = "defenderipstats.log"
+MASK = "********"
 _secrets = set()
 _secrets_lock = threading.Lock()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def redact(*values) -> None:
-    """Never let these strings reach the log."""
+    """Never let these strings reach the log (nor anything else that scrubs)."""
     with _secrets_lock:
         for value in values:
-            if value and len(value) >= 6:
+            if value and isinstance(value, str) and len(value) >= 6:
                 _secrets.add(value)
 
 
 def scrub(text: str) -> str:
+    """``text`` with every registered secret masked (the longest first, so none leaves a tail)."""
     with _secrets_lock:
-        secrets = tuple(_secrets)
+        secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
-            text = text.replace(secret, "********")
+            text = text.replace(secret, MASK)
     return text
 
 
-class _RedactingFilter(logging.Filter):
-    def filter(self, record):
-        message = record.getMessage()
-        cleaned = scrub(message)
-        if cleaned != message or record.exc_info:
-            record.msg, record.args = cleaned, ()
-        return True
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped, so it stays on one log line."""
+    return _CONTROL.sub(lambda match: _NAMED.get(match.group(), "\\x%02x" % ord(match.group())), text)
+
+
+class SafeFormatter(logging.Formatter):
+    """Formats the record as usual (traceback included), then scrubs and escapes the whole of it."""
+
+    def format(self, record):
+        return one_line(scrub(super().format(record)))
 
 
 def log_path(splunk_home: str) -> str:
@@ -60,9 +73,7 @@ def get_logger(level: str = "INFO") -> logging.Logger:
                                                                backupCount=5, encoding="utf-8", delay=True)
             except OSError:
                 handler = logging.NullHandler()
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s pid=%(process)d %(name)s - %(message)s"))
-        handler.addFilter(_RedactingFilter())
+        handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s pid=%(process)d %(name)s - %(message)s"))
         logger.addHandler(handler)
         logger._defender_configured = True
     return logger

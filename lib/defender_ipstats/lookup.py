@@ -83,13 +83,15 @@ class Resolver:
 
     ``cache`` has ``get_many(ips) -> {ip: IpStats}`` (fresh entries only) and
     ``put_many(list of IpStats)``; ``fetch`` is ``fetch_many(ips) -> {ip: IpStats}`` giving
-    an answer for every IP it was asked. ``mode`` is the command's ``cache`` option.
+    an answer for every IP it was asked. ``mode`` is the command's ``cache`` option. ``store``
+    False: the cache is only read here (the search's side; the privileged service writes it).
     """
 
-    def __init__(self, cache, fetcher, mode: str = "use"):
+    def __init__(self, cache, fetcher, mode: str = "use", store: bool = True):
         self.cache = cache
         self.fetcher = fetcher
         self.mode = mode
+        self.store = store
 
     def resolve(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
@@ -102,7 +104,7 @@ class Resolver:
         if missing:
             fetched = self.fetcher.fetch_many(missing)
             answers.update(fetched)
-            if self.mode != "off" and self.cache is not None:
+            if self.store and self.mode != "off" and self.cache is not None:
                 to_store = [fetched[ip] for ip in missing if ip in fetched and fetched[ip].cacheable]
                 if to_store:
                     self.cache.put_many(to_store)

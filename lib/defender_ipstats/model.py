@@ -8,6 +8,9 @@ NOT_SEEN = "not_seen"
 INVALID = "invalid"
 RATE_LIMITED = "rate_limited"
 ERROR = "error"
+# Internal only, never output nor cached: the privileged service ran out of its request's time before
+# it could look the IP up; the search asks again.
+PENDING = "pending"
 
 SOURCE_API = "api"
 SOURCE_HUNTING = "hunting"
@@ -59,3 +62,7 @@ def failed(ip: str, reason: str, source: str = SOURCE_API) -> IpStats:
 
 def rate_limited(ip: str, reason: str, source: str = SOURCE_API) -> IpStats:
     return IpStats(ip=ip, status=RATE_LIMITED, source=source, error=reason)
+
+
+def pending(ip: str) -> IpStats:
+    return IpStats(ip=ip, status=PENDING)

@@ -4,8 +4,9 @@ splunkd hands everything over as text; this module turns it into typed, checked 
 with messages an admin can act on. No I/O here (``splunkd`` reads the text).
 """
 
+import re
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from .clouds import CLOUD_NAMES, CLOUDS
@@ -18,6 +19,36 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 AUTH_KINDS = ("secret", "certificate")
 MAX_WAIT_LIMIT = 3600
 DEFAULT_PREFIX = "defender_"
+# Account names: what a stanza name, a storage/passwords username and a log value can all carry as is.
+ACCOUNT_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+# Splunk's shared-defaults stanza in every .conf file: never an account.
+RESERVED_ACCOUNT_NAMES = ("default",)
+ROLE_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,100}\Z")
+
+
+def check_account_name(name, what: str = "account") -> str:
+    """``name`` if it is a usable account name, else a ConfigurationError that shows it safely."""
+    text = name if isinstance(name, str) else ""
+    if not ACCOUNT_NAME.match(text) or text.lower() in RESERVED_ACCOUNT_NAMES:
+        shown = repr(text[:70]) if text else "an empty name"
+        raise ConfigurationError(
+            "%s must name a configured account: 1 to 64 letters, digits, '_' or '-' (and not 'default', "
+            "which is Splunk's shared-defaults stanza), not %s." % (what, shown))
+    return text
+
+
+def parse_roles(text, where: str = "") -> Tuple[str, ...]:
+    """``allowed_roles``: role names separated by ';' or ','; empty means every role with the capability."""
+    roles = []
+    for part in re.split(r"[;,]", str(text or "")):
+        role = part.strip()
+        if not role:
+            continue
+        if not ROLE_NAME.match(role):
+            raise ConfigurationError("%sallowed_roles must list role names separated by ';', not %r." % (where, role))
+        if role not in roles:
+            roles.append(role)
+    return tuple(roles)
 
 
 def parse_int(name: str, text, low: int, high: int, what: str = "a whole number", where: str = "") -> int:
@@ -42,7 +73,7 @@ def parse_choice(name: str, text, choices, where: str = "") -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    default_account: str = "default"
+    default_account: str = ""  # empty: the one configured account
     lookback_hours: int = 720
     cache_ttl: int = 86400
     not_seen_ttl: int = 3600
@@ -131,6 +162,7 @@ class Account:
     ca_bundle: str = ""
     proxy_url: str = ""
     timeout: int = 30
+    allowed_roles: Tuple[str, ...] = ()  # empty: every role with the capability defenderipstats_use
     extra: Dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -187,7 +219,12 @@ class Account:
             ca_bundle=text("ca_bundle"),
             proxy_url=proxy_url,
             timeout=parse_int("timeout", text("timeout") or "30", 1, 300, what="a number of seconds", where=where),
+            allowed_roles=parse_roles(text("allowed_roles"), where),
         )
+
+    def allows(self, roles) -> bool:
+        """May a caller holding ``roles`` use this account (``allowed_roles``)?"""
+        return not self.allowed_roles or bool(set(self.allowed_roles) & set(roles))
 
     @property
     def endpoints(self):
@@ -262,9 +299,7 @@ class Options:
         cache = given("cache")
         backend = given("backend")
         account = given("account")
-        account = settings.default_account if account is None else account.strip()
-        if not account:
-            raise ConfigurationError("account must name a configured account, e.g. account=default.")
+        account = settings.default_account if account is None else check_account_name(account.strip(), "account")
         return cls(
             field=field_name,
             lookback_hours=lookback_hours,
@@ -274,3 +309,58 @@ class Options:
             max_wait=max_wait,
             backend=settings.backend if backend is None else parse_choice("backend", backend, BACKENDS),
         )
+
+
+class AccountDirectory:
+    """The accounts an admin configured in this app, and which one a search means.
+
+    ``stanzas``: account stanza name -> its settings, only the stanzas the app itself owns
+    (``eai:acl`` app = TA-defender-ipstats); ``shadowed``: stanza name -> the other app that shares a
+    stanza of that name globally. Splunk merges such a stanza's keys into the app's own, so an
+    account of that name would take its authority, proxy or CA from another app: it is refused.
+    ``[default]`` is Splunk's shared-defaults stanza, never an account; a stanza without tenant
+    and client is not an account either.
+    """
+
+    def __init__(self, stanzas: Mapping[str, Mapping[str, str]], shadowed: Mapping[str, str] = None):
+        self.stanzas = {name: values for name, values in stanzas.items()
+                        if name.lower() not in RESERVED_ACCOUNT_NAMES and ACCOUNT_NAME.match(name)
+                        and (values.get("tenant_id") or values.get("client_id"))}
+        self.shadowed = dict(shadowed or {})
+
+    def names(self):
+        return sorted(self.stanzas)
+
+    def resolve(self, requested: str, default_account: str = "", list_names: bool = False) -> Account:
+        """The Account a search asks for (``requested``, else ``default_account``, else the only one).
+
+        ``list_names``: whether the error may list the configured accounts (admins only: an analyst
+        is not told which other tenants exist).
+        """
+        name = (requested or default_account or "").strip()
+        known = self.names()
+        listing = (" Configured accounts: %s." % ", ".join(known)) if list_names and known else ""
+        if not name:
+            if not known:
+                raise ConfigurationError(
+                    "No Defender account is configured: an admin adds one on the app's setup page (or in "
+                    "defenderipstats_accounts.conf with its client secret in storage/passwords, realm "
+                    "TA-defender-ipstats). See the app's README.")
+            if len(known) > 1:
+                raise ConfigurationError(
+                    "Several Defender accounts are configured and none is named: add account=<name> to the "
+                    "search, or ask an admin to set default_account in defenderipstats.conf [settings] "
+                    "(the setup page's defaults).%s" % listing)
+            name = known[0]
+        check_account_name(name, "account")
+        if name in self.shadowed:
+            raise ConfigurationError(
+                "Account '%s' cannot be used: the app '%s' shares a stanza of the same name globally, and "
+                "Splunk would merge its settings into this account. An admin must rename the account or stop "
+                "that app sharing its stanza." % (name, self.shadowed[name]))
+        stanza = self.stanzas.get(name)
+        if stanza is None:
+            raise ConfigurationError("Unknown account '%s'.%s" % (name, listing))
+        if str(stanza.get("disabled", "0")).strip().lower() in ("1", "true"):
+            raise ConfigurationError("Account '%s' is disabled." % name)
+        return Account.from_conf(name, stanza)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from . import APP_NAME
 from .errors import ConfigurationError, CredentialError, SplunkdError
-from .settings import Account, Settings
+from .settings import AccountDirectory, Settings
 
 SETTINGS_CONF = "defenderipstats"
 ACCOUNTS_CONF = "defenderipstats_accounts"
@@ -19,6 +19,16 @@ PROXY_REALM = APP_NAME + "-proxy"
 SPLUNKD_TIMEOUT = 30
 # The KV store cache is worth waiting for only so long: past this, the search goes on without it.
 KVSTORE_TIMEOUT = 10
+
+
+_logged_once = set()
+
+
+def log_once(logger, text: str) -> None:
+    """A warning logged once per process (a handler process answers many requests)."""
+    if text not in _logged_once:
+        _logged_once.add(text)
+        logger.warning(text)
 
 
 def connect(splunkd_uri: str, session_key: str, timeout: float = SPLUNKD_TIMEOUT):
@@ -74,15 +84,59 @@ class SplunkdConfig:
         content = entries[0].get("content") or {}
         return {key: value for key, value in content.items() if not key.startswith("eai:")}
 
-    def configured_accounts(self) -> List[str]:
-        """Names of the account stanzas that say which tenant and client to use."""
-        data = self._get_json("configs/conf-%s" % ACCOUNTS_CONF, count=0)
-        names = []
+    def account_directory(self, logger=None) -> AccountDirectory:
+        """The app's own account stanzas (one wildcard listing of every app's instances).
+
+        Stanzas that other apps own are left out (and logged); a name that another app shares
+        globally is marked shadowed, since splunkd would merge that app's keys into the app's own.
+        """
+        from splunklib import binding
+
+        try:
+            data = self._get_json("configs/conf-%s" % ACCOUNTS_CONF, count=0, owner="nobody", app="-")
+        except binding.HTTPError as error:
+            raise SplunkdError(_rest_failure("list defenderipstats_accounts.conf", error))
+        own, shadowed = {}, {}
         for entry in data.get("entry") or []:
-            content = entry.get("content") or {}
-            if entry.get("name") and (content.get("tenant_id") or content.get("client_id")):
-                names.append(entry["name"])
-        return sorted(names)
+            name = entry.get("name") or ""
+            acl = entry.get("acl") or {}
+            content = {key: value for key, value in (entry.get("content") or {}).items()
+                       if not key.startswith("eai:")}
+            if acl.get("app") == APP_NAME:
+                own[name] = content
+            elif str(acl.get("sharing")) in ("global", "system"):
+                shadowed.setdefault(name, str(acl.get("app")))
+        if logger is not None:
+            for name, app in sorted(shadowed.items()):
+                log_once(logger, "the app %s shares a defenderipstats_accounts.conf stanza [%s] globally: it is "
+                         "ignored, and an account of that name in this app is refused" % (app, name))
+        return AccountDirectory(own, shadowed)
+
+    def save_stanza(self, conf: str, name: str, values: Dict[str, str], create: bool) -> None:
+        """Create or change ``[name]`` of ``conf`` in the app (its local layer), through REST."""
+        from splunklib import binding
+
+        try:
+            if create:
+                self.service.post("configs/conf-%s" % conf, name=name, **values)
+            else:
+                path = "configs/conf-%s/%s" % (conf, binding.UrlEncoded(name, encode_slash=True))
+                self.service.post(binding.UrlEncoded(path, skip_encode=True), **values)
+        except binding.HTTPError as error:
+            raise SplunkdError(_rest_failure("save [%s] in %s.conf" % (name, conf), error))
+
+    def delete_stanza(self, conf: str, name: str) -> bool:
+        """Remove ``[name]`` from ``conf``; False when there was none."""
+        from splunklib import binding
+
+        path = "configs/conf-%s/%s" % (conf, binding.UrlEncoded(name, encode_slash=True))
+        try:
+            self.service.delete(binding.UrlEncoded(path, skip_encode=True))
+            return True
+        except binding.HTTPError as error:
+            if http_status(error) == 404:
+                return False
+            raise SplunkdError(_rest_failure("delete [%s] from %s.conf" % (name, conf), error))
 
     def settings(self) -> Settings:
         from splunklib import binding
@@ -93,36 +147,6 @@ class SplunkdConfig:
             if isinstance(error, KeyError) or http_status(error) == 404:
                 return Settings()
             raise SplunkdError(_rest_failure("read defenderipstats.conf", error))
-
-    def account(self, name: str) -> Account:
-        from splunklib import binding
-
-        try:
-            stanza = self._stanza(ACCOUNTS_CONF, name)
-        except (KeyError, binding.HTTPError) as error:
-            if not (isinstance(error, KeyError) or http_status(error) == 404):
-                raise SplunkdError(_rest_failure("read defenderipstats_accounts.conf", error))
-            stanza = None
-        # An account stanza with neither tenant nor client is not an account: in particular
-        # the [default] stanza that carries every account's defaults.
-        if stanza is None or not (stanza.get("tenant_id") or stanza.get("client_id")):
-            try:
-                known = self.configured_accounts()
-            except binding.HTTPError as error:
-                raise SplunkdError(_rest_failure("list defenderipstats_accounts.conf", error))
-            if not known:
-                raise ConfigurationError(
-                    "No Defender account is configured: add a stanza to defenderipstats_accounts.conf "
-                    "(tenant_id, client_id) and its client secret in storage/passwords "
-                    "(realm %s, username = account name). See the app's README." % CREDENTIAL_REALM
-                )
-            if stanza is None or name not in known:
-                raise ConfigurationError(
-                    "Unknown account '%s'. Configured accounts: %s." % (name, ", ".join(known))
-                )
-        if str(stanza.get("disabled", "0")).strip().lower() in ("1", "true"):
-            raise ConfigurationError("Account '%s' is disabled in defenderipstats_accounts.conf." % name)
-        return Account.from_conf(name, stanza)
 
     def password(self, realm: str, username: str, what: str = "credential"):
         """The clear password of ``realm:username:`` in storage/passwords, or None when there is none."""

@@ -48,7 +48,7 @@ Custom REST endpoints: an app's ``restmap.conf`` ``[script:<name>]`` stanzas wit
 persist`` are served as splunkd serves them. A request whose path (after ``/services`` or
 ``/servicesNS/<owner>/<app>``) starts with the stanza's ``match`` is checked against ``capability`` /
 ``capability.<method>`` (``and``/``or``/parentheses; 403 with splunkd's text), then handed to a
-persistent handler process, started on first use and kept (one per driver, as splunkd shares them):
+persistent handler process, started on first use and kept (see handler_processes below):
 ``python persistconn_driver.py`` (``standins/splunk_python``, a stand-in of Splunk's
 ``splunk.persistconn``), which loads ``<app>/bin/<script>`` and speaks splunkd's packet protocol on its
 stdin/stdout. The request is the JSON splunkd sends (``method``, ``rest_path``, ``path_info``,
@@ -67,8 +67,8 @@ do not record an owner in local.meta; error texts that were not confirmed from s
 plausible wordings (KV store 404/409/400 texts in particular); KV ``_user`` is always
 ``nobody``; the KV store accepts the documented operators plus ``$in $nin $exists $eq`` and
 rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string. Persistent
-REST handlers: one process per driver, one request at a time (splunkd may run several processes for
-one handler); only ``[script:*]`` stanzas with ``scripttype = persist`` of an app's default layer are
+REST handlers: up to ``handler_processes`` processes per driver, one request at a time each (how many
+splunkd runs is not documented; ``recycle_handlers`` ends each after one request); only ``[script:*]`` stanzas with ``scripttype = persist`` of an app's default layer are
 served; ``requireAuthentication = false`` and ``acceptFrom`` are not modelled.
 
 Nothing is written to disk.
@@ -850,7 +850,13 @@ class SplunkdStandin:
         self.splunk_home = splunk_home
         self.role_imports: Dict[str, List[str]] = {}
         self.custom_capabilities: List[str] = []
-        self._drivers: Dict[Tuple[str, ...], _PersistentDriver] = {}
+        # Persistent REST handler processes, per (driver, python): several when requests overlap, as
+        # splunkd may run several; with recycle_handlers each process ends after one request, as
+        # splunkd may not keep one alive. Either way the app must not depend on a process's memory.
+        self._drivers: Dict[Tuple[str, ...], List[_PersistentDriver]] = {}
+        self._drivers_free = threading.Condition(threading.Lock())
+        self.handler_processes = 4
+        self.recycle_handlers = False
         self.version = version
         self.build = hashlib.sha1(version.encode()).hexdigest()[:12]
         self.server_name = server_name
@@ -1012,16 +1018,38 @@ class SplunkdStandin:
 
     def stop_handlers(self) -> None:
         """End the persistent REST handler processes (the next request starts them again)."""
-        with self._lock:
-            drivers = list(self._drivers.values())
+        with self._drivers_free:
+            drivers = [driver for pool in self._drivers.values() for driver in pool]
         for driver in drivers:
             driver.stop()
 
     @property
     def handler_starts(self) -> int:
         """How many persistent REST handler processes were started."""
-        with self._lock:
-            return sum(d.starts for d in self._drivers.values())
+        with self._drivers_free:
+            return sum(d.starts for pool in self._drivers.values() for d in pool)
+
+    def _take_driver(self, key: Tuple[str, ...]) -> _PersistentDriver:
+        """An idle handler process for ``key``, a new one while fewer than handler_processes run, else
+        the first to become idle."""
+        with self._drivers_free:
+            while True:
+                pool = self._drivers.setdefault(key, [])
+                driver = next((d for d in pool if not d.busy), None)
+                if driver is None and len(pool) < max(1, self.handler_processes):
+                    driver = _PersistentDriver(self)
+                    pool.append(driver)
+                if driver is not None:
+                    driver.busy = True
+                    return driver
+                self._drivers_free.wait()
+
+    def _give_back_driver(self, driver: _PersistentDriver) -> None:
+        if self.recycle_handlers:
+            driver.stop()
+        with self._drivers_free:
+            driver.busy = False
+            self._drivers_free.notify()
 
     def __enter__(self) -> SplunkdStandin:
         return self.start()
@@ -1707,12 +1735,11 @@ class SplunkdStandin:
         folder = self._apps.get(app) or ""
         script = os.path.join(folder, "bin", conf.get("script", ""))
         command = [script] + [conf[k] for k in sorted(k for k in conf if k.startswith("script.arg."))]
-        key = (conf.get("driver", "appserver"), self.python)
-        with self._lock:
-            driver = self._drivers.get(key)
-            if driver is None:
-                driver = self._drivers[key] = _PersistentDriver(self)
-        answer = driver.call(command, conf.get("script.param", ""), json.dumps(request).encode("utf-8"))
+        driver = self._take_driver((conf.get("driver", "appserver"), self.python))
+        try:
+            answer = driver.call(command, conf.get("script.param", ""), json.dumps(request).encode("utf-8"))
+        finally:
+            self._give_back_driver(driver)
         try:
             reply = json.loads(answer.decode("utf-8")) if answer else {}
         except ValueError:
@@ -2861,6 +2888,7 @@ class _PersistentDriver:
         self.process: Optional[subprocess.Popen] = None
         self.lock = threading.Lock()
         self.starts = 0
+        self.busy = False
 
     def _start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}

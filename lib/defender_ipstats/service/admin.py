@@ -1,0 +1,206 @@
+"""Account administration for the setup page: list, save, delete, test the connection, defaults.
+
+Runs in the app's privileged service with the system session; splunkd admits only callers with the
+capability ``defenderipstats_admin`` (restmap.conf, authorize.conf). Secrets are write-only: they go to
+storage/passwords and are never sent back, only whether one is stored.
+
+A stored credential only ever goes where it was stored for: changing where an account signs in or what
+it calls (tenant, client, cloud, authority, api_url, graph_url, scope, proxy_url, ca_bundle) needs the
+credential again, and the connection test of changed settings needs it too, so a form can never send
+the stored secret (or the stored proxy password) to a host it names.
+"""
+
+from typing import Dict, Optional
+
+from ..errors import AuthenticationError, ConfigurationError, DefenderIpStatsError
+from ..settings import Account, Settings, check_account_name
+from ..splunkd import ACCOUNTS_CONF, CREDENTIAL_REALM, PROXY_REALM, SETTINGS_CONF
+
+ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "scope", "graph_url", "auth",
+                  "certificate_thumbprint", "ca_bundle", "proxy_url", "timeout", "allowed_roles")
+# Where a credential goes: changing any of these needs the credential again.
+DESTINATION_FIELDS = ("tenant_id", "client_id", "cloud", "authority", "api_url", "graph_url", "scope", "proxy_url",
+                      "ca_bundle")
+SETTINGS_FIELDS = ("default_account", "lookback_hours", "cache_ttl", "not_seen_ttl", "max_wait", "rate_per_minute",
+                   "rate_per_hour", "log_level", "backend")
+TEST_IP = "192.0.2.1"  # documentation range (RFC 5737): says nothing about the organisation
+
+
+def _stored_accounts(config) -> Dict[str, Dict[str, str]]:
+    return config.account_directory().stanzas
+
+
+def list_accounts(config) -> dict:
+    accounts = []
+    for name, content in sorted(_stored_accounts(config).items()):
+        item = {key: str(content.get(key) or "") for key in ACCOUNT_FIELDS}
+        item["name"] = name
+        item["has_secret"] = config.password(CREDENTIAL_REALM, name) is not None
+        proxy_credentials = config.password(PROXY_REALM, name)
+        item["has_proxy_credentials"] = proxy_credentials is not None
+        item["proxy_user"] = proxy_credentials.partition(":")[0] if proxy_credentials else ""
+        accounts.append(item)
+    return {"accounts": accounts, "settings": get_settings(config)}
+
+
+def get_settings(config) -> dict:
+    return {key: str(value) for key, value in config.settings().__dict__.items()}
+
+
+def save_settings(config, form: Dict[str, str]) -> dict:
+    values = {key: form[key].strip() for key in SETTINGS_FIELDS if key in form}
+    if values.get("default_account"):
+        check_account_name(values["default_account"], "default_account")
+    Settings.from_conf(dict(get_settings(config), **values))  # validates, with messages naming the key
+    if values:
+        config.save_stanza(SETTINGS_CONF, "settings", values, create=False)
+    return get_settings(config)
+
+
+def _destination_changes(stored: Optional[Dict[str, str]], form: Dict[str, str]):
+    """The destination fields the form changes (all that it sets, for an account not stored yet)."""
+    if stored is None:
+        return [key for key in DESTINATION_FIELDS if form.get(key, "").strip()] or ["tenant_id"]
+    return [key for key in DESTINATION_FIELDS
+            if key in form and form[key].strip() != str(stored.get(key) or "").strip()]
+
+
+def candidate_account(stored: Optional[Dict[str, str]], name: str, form: Dict[str, str]) -> Account:
+    """The account as it would be saved: the stored stanza with the form's fields on top, validated."""
+    merged = {key: str((stored or {}).get(key) or "") for key in ACCOUNT_FIELDS}
+    merged.update({key: form[key].strip() for key in ACCOUNT_FIELDS if key in form})
+    return Account.from_conf(name, merged)
+
+
+def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
+    check_account_name(name, "The account name")
+    stored_accounts = _stored_accounts(config)
+    stored = stored_accounts.get(name)
+    if create and stored is not None:
+        raise ConfigurationError("An account named '%s' exists already." % name)
+    if not create and stored is None:
+        raise ConfigurationError("Unknown account '%s'." % name)
+    account = candidate_account(stored, name, form)
+    secret = form.get("secret") or ""
+    changed = _destination_changes(stored, form)
+    if changed and not secret:
+        raise ConfigurationError(
+            "A new account needs its client secret (or, with auth = certificate, the PEM private key)." if create else
+            "Changing %s changes where the credential is sent: enter the client secret (or certificate key) again."
+            % ", ".join(changed))
+    proxy_user, proxy_password = form.get("proxy_user", "").strip(), form.get("proxy_password", "")
+    clear_proxy = form.get("clear_proxy_credentials") in ("1", "true")
+    if not create and "proxy_url" in changed and not clear_proxy and not proxy_password \
+            and config.password(PROXY_REALM, name) is not None:
+        raise ConfigurationError("Changing proxy_url changes where the proxy password is sent: enter the proxy "
+                                 "password again (or clear the stored proxy credentials).")
+    # Every key is written, empty ones too: a key the app's stanza does not set could be filled in by
+    # another app's globally shared stanza of the same name.
+    values = {key: str(form[key].strip() if key in form else (stored or {}).get(key) or "") for key in ACCOUNT_FIELDS}
+    values["allowed_roles"] = ";".join(account.allowed_roles)
+    config.save_stanza(ACCOUNTS_CONF, name, values, create=create)
+    if secret:
+        config.store_password(CREDENTIAL_REALM, name, secret)
+    if clear_proxy:
+        config.delete_password(PROXY_REALM, name)
+    elif proxy_user and proxy_password:
+        config.store_password(PROXY_REALM, name, "%s:%s" % (proxy_user, proxy_password))
+    forget_tokens(config, name)
+    return next(a for a in list_accounts(config)["accounts"] if a["name"] == name)
+
+
+def forget_tokens(config, name: str) -> None:
+    from .tokens import STORE, TOKEN_REALM, entry_name
+
+    STORE.forget(name)
+    for resource in ("api", "graph"):
+        try:
+            config.delete_password(TOKEN_REALM, entry_name(name, resource))
+        except DefenderIpStatsError:
+            pass
+
+
+def delete_account(config, name: str) -> dict:
+    check_account_name(name, "The account name")
+    if not config.delete_stanza(ACCOUNTS_CONF, name):
+        raise ConfigurationError("Unknown account '%s'." % name)
+    for realm in (CREDENTIAL_REALM, PROXY_REALM):
+        config.delete_password(realm, name)
+    forget_tokens(config, name)
+    return {"deleted": name}
+
+
+def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip: str = TEST_IP) -> dict:
+    """Gets a fresh token and calls the API for one IP, with the account as saved or as in the form.
+
+    Settings the form changes are tested only with the credential the form brings: the stored one is
+    never sent to a host the form names. Answers {"ok": True, "message": ...} or
+    {"ok": False, "stage": "configuration"|"sign-in"|"api", "message": ...}.
+    """
+    import requests
+
+    from ..client import DefenderClient
+    from ..transport import describe_proxy_error
+    from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
+    from .tokens import AccountTokens, TokenStore
+
+    form = form or {}
+    try:
+        check_account_name(name, "The account name")
+        stored = _stored_accounts(config).get(name)
+        account = candidate_account(stored, name, form)
+        changed = _destination_changes(stored, form)
+        secret = form.get("secret") or ""
+        if changed and not secret:
+            raise ConfigurationError("Enter the client secret (or certificate key) to test changed settings (%s): "
+                                     "a stored credential is sent only where it was saved for." % ", ".join(changed))
+        user, password = form.get("proxy_user", "").strip(), form.get("proxy_password", "")
+        if secret:
+            server_proxy = config.server_proxy() if not account.proxy_url else {}
+            stored_proxy = None
+            if not (user and password) and (account.proxy_url or server_proxy):
+                if "proxy_url" in changed and config.password(PROXY_REALM, name) is not None:
+                    raise ConfigurationError("Enter the proxy password to test a changed proxy_url.")
+                stored_proxy = config.proxy_credentials(name)
+            proxy = resolve_proxy(account, server_proxy, "%s:%s" % (user, password) if user and password
+                                  else stored_proxy)
+            profile = ConnectionProfile(msal_credential(account, secret), proxy.proxy_url, proxy.no_proxy,
+                                        proxy.proxy_source)
+        else:
+            profile = resolve_profile(config, account)
+    except DefenderIpStatsError as error:
+        return {"ok": False, "stage": "configuration", "message": str(error)}
+    http = session(account, profile, pool_size=1)
+    via = " through the proxy %s" % profile.proxy_host if profile.proxy_url else ""
+    tokens = AccountTokens(config, account, profile.credential, account.effective_scope, "api", http,
+                           store=TokenStore(persist=False))  # a test never reuses nor keeps a token
+    try:
+        token = tokens.token()
+    except AuthenticationError as error:
+        return {"ok": False, "stage": "sign-in", "message": str(error)}
+    finally:
+        tokens.store.forget(name)
+    url = DefenderClient(account.effective_api_url, tokens, http).url_for(ip)
+    try:
+        response = http.get(url, params={"lookBackHours": "1"}, allow_redirects=False,
+                            headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+    except requests.exceptions.ProxyError as error:
+        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: %s."
+                % describe_proxy_error(error)}
+    except requests.exceptions.SSLError:
+        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: TLS certificate "
+                "verification failed (set ca_bundle for a private CA or a TLS-inspecting proxy)."}
+    except requests.exceptions.RequestException as error:
+        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: %s."
+                % type(error).__name__}
+    status = response.status_code
+    if status in (200, 404):
+        return {"ok": True, "message": "Connected: signed in to %s and the Defender API %s answered for %s%s."
+                % (account.effective_authority, account.effective_api_url, ip, via)}
+    if status == 403:
+        return {"ok": False, "stage": "api", "message": "Defender refused access (403): the app registration lacks "
+                "the WindowsDefenderATP application permission Ip.Read.All, or admin consent was not granted."}
+    if status == 401:
+        return {"ok": False, "stage": "api", "message": "Defender rejected a fresh access token (401): check the "
+                "cloud and the api_url, authority and scope overrides."}
+    return {"ok": False, "stage": "api", "message": "The Defender API answered %d." % status}

@@ -1,0 +1,275 @@
+"""``defenderipstats/lookup``: canonical IPs in, statistics out, for the searches (and alert actions).
+
+GET resolves the account a search asks for (``account``, else the default one), checks the caller may use
+it (``allowed_roles``) and answers with it and the command's settings: the command's getinfo needs no
+other request. POST looks IPs up: from the cache (``cache=use``), then from Defender or Graph within the
+host's shared budget, and writes what it learnt to the cache with the system session.
+
+Each request is bounded (at most ~28 s): no call starts after REQUEST_WORK_SECONDS, each call has a
+short timeout, and the service never waits for budget itself. IPs it could not start are answered
+``pending`` with ``retry_in`` (when budget returns); the search waits in its own process, within its
+``maxwait``, and asks again. Nothing here is kept between requests but what splunkd keeps (the cache,
+the budget's state file, the stored token): any handler process may answer any request.
+
+Routing memory of ``auto`` that spans a search (the per-IP endpoint answered as retired, hunting is not
+permitted, how many 200s and 404s the per-IP endpoint gave) travels with the requests in ``state``.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
+
+from ..cache import KVStoreCache, SafeCache
+from ..errors import ConfigurationError, DefenderIpStatsError
+from ..lookup import Resolver, normalise_ip
+from ..model import PENDING, RATE_LIMITED, IpStats
+from ..settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
+from .context import RequestContext
+
+REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
+CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's timeout says
+HUNTING_TIMEOUT_CAP = 25  # a hunting query must start early enough to end within the request's bound
+REQUEST_LIMIT = 28.0
+MAX_IPS = 5000
+FETCH_WORKERS = 4
+
+
+class Forbidden(DefenderIpStatsError):
+    """The caller may not use this account (allowed_roles)."""
+
+
+@dataclass(frozen=True)
+class LookupParams:
+    lookback_hours: int
+    backend: str
+    cache: str
+    max_wait: float
+    ips: Tuple[str, ...]
+    not_canonical: Tuple[str, ...]
+    sid: str
+    state: Dict[str, int]
+
+    @classmethod
+    def parse(cls, params: dict, settings) -> "LookupParams":
+        lookback = parse_int("lookback_hours", params.get("lookback_hours") or settings.lookback_hours, 1, 720,
+                             what="a number of hours")
+        backend = parse_choice("backend", params.get("backend") or settings.backend, BACKENDS)
+        cache = parse_choice("cache", params.get("cache") or "use", CACHE_MODES)
+        try:
+            max_wait = min(float(params.get("max_wait") or 0), float(MAX_WAIT_LIMIT))
+        except ValueError:
+            raise ConfigurationError("max_wait must be a number of seconds.")
+        raw = [item.strip() for item in str(params.get("ips") or "").split(",") if item.strip()]
+        if len(raw) > MAX_IPS:
+            raise ConfigurationError("At most %d IPs per lookup request, not %d." % (MAX_IPS, len(raw)))
+        ips, not_canonical = [], []
+        for item in dict.fromkeys(raw):
+            (ips if normalise_ip(item) == item else not_canonical).append(item)
+        state = {}
+        for key in ("retired", "no_hunting", "ok_200", "nf_404"):
+            try:
+                state[key] = max(0, int(params.get(key) or 0))
+            except ValueError:
+                state[key] = 0
+        return cls(lookback, backend, cache, max(0.0, max_wait), tuple(ips), tuple(not_canonical),
+                   str(params.get("sid") or "")[:200], state)
+
+
+def settings_answer(settings) -> dict:
+    return {key: str(value) for key, value in settings.__dict__.items()}
+
+
+def account_for(ctx: RequestContext, requested: str):
+    """(settings, account) for the caller, or a readable error; errors list other accounts to admins only."""
+    config = ctx.config
+    settings = config.settings()
+    account = config.account_directory(ctx.logger).resolve(requested, settings.default_account,
+                                                            list_names=ctx.caller.is_admin)
+    if not account.allows(ctx.caller.roles):
+        raise Forbidden("You (user %s) may not use the Defender account '%s': an admin limited it to certain roles "
+                        "(allowed_roles)." % (ctx.caller.user, account.name))
+    return settings, account
+
+
+def describe(ctx: RequestContext) -> dict:
+    settings, account = account_for(ctx, ctx.params.get("account", ""))
+    return {"account": account.name, "settings": settings_answer(settings)}
+
+
+class Messages:
+    def __init__(self):
+        self.items: List[List[str]] = []
+
+    def say(self, level: str, text: str) -> None:
+        if [level, text] not in self.items:
+            self.items.append([level, text])
+
+    def warn(self, text: str) -> None:
+        self.say("WARN", text)
+
+
+def lookup(ctx: RequestContext) -> dict:
+    settings, account = account_for(ctx, ctx.params.get("account", ""))
+    params = LookupParams.parse(ctx.params, settings)
+    return LookupJob(ctx, settings, account, params).run()
+
+
+class LookupJob:
+    def __init__(self, ctx: RequestContext, settings, account, params: LookupParams, clock=time.monotonic):
+        self.ctx = ctx
+        self.settings = settings
+        self.account = account
+        self.params = params
+        self.clock = clock
+        self.started = clock()
+        self.messages = Messages()
+        self.router = None
+        self.client = self.hunting_client = None
+        self.tokens = []
+        self.fetchers = []
+        self.limiters = []
+
+    def run(self) -> dict:
+        from ..splunkd import KVSTORE_TIMEOUT
+
+        params, logger = self.params, self.ctx.logger
+        cache = None
+        if params.cache != "off":
+            cache = SafeCache(KVStoreCache(self.ctx.system_service(timeout=KVSTORE_TIMEOUT), self.account.name,
+                                           params.lookback_hours, self.settings.cache_ttl, self.settings.not_seen_ttl),
+                              self.messages.warn, logger)
+        answers = Resolver(cache, self, params.cache).resolve(list(params.ips)) if params.ips else {}
+        results, pending = {}, []
+        for ip, stats in answers.items():
+            if stats.status == PENDING:
+                pending.append(ip)
+            else:
+                results[ip] = _as_dict(stats)
+        for raw in params.not_canonical:
+            results[raw] = {"ip": "", "status": "invalid"}
+        self._report_problems(answers)
+        answer = {
+            "account": self.account.name, "lookback_hours": params.lookback_hours,
+            "results": results, "pending": pending,
+            "retry_in": round(max([f.retry_in for f in self.fetchers] or [0.0]), 3),
+            "messages": self.messages.items, "metrics": self._metrics(cache), "state": self._state(),
+        }
+        if any(stats.status == RATE_LIMITED for stats in answers.values()):
+            answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
+        logger.info("lookup user=%s account=%s sid=%s ips=%d answered=%d pending=%d api_calls=%d hunting_calls=%d",
+                    self.ctx.caller.user, self.account.name, params.sid, len(params.ips), len(results), len(pending),
+                    answer["metrics"]["api_calls"], answer["metrics"]["hunting_calls"])
+        return answer
+
+    # -- the Resolver's fetcher -------------------------------------------------------------
+    def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
+        if self.router is None:
+            self.router = self._build_router()
+        return self.router.fetch_many(ips)
+
+    def _build_router(self):
+        from ..backends import BackendRouter
+        from ..client import DefenderClient
+        from ..fetcher import Fetcher, WaitAllowance
+        from ..hunting import QUERY_TIMEOUT, HuntingClient, HuntingFetcher
+        from ..jobwatch import POLL_TIMEOUT, JobWatcher
+        from ..ratelimit import host_limiter
+        from .profile import resolve_profile, session
+        from .tokens import AccountTokens
+
+        ctx, account, settings, params = self.ctx, self.account, self.settings, self.params
+        profile = resolve_profile(ctx.config, account)
+        http = session(account, profile, pool_size=FETCH_WORKERS, timeout=min(account.timeout, CALL_TIMEOUT_CAP))
+        should_stop = None
+        if params.sid:  # the caller's own job: a cancelled or finalised search stops asking
+            should_stop = JobWatcher(ctx.caller_service(timeout=POLL_TIMEOUT), params.sid, logger=ctx.logger).should_stop
+        allowance = WaitAllowance(params.max_wait)
+        registration = (account.tenant_id, account.client_id)
+        per_ip = per_ip_no_wait = hunting = None
+        if params.backend in ("ipstats", "auto"):
+            tokens = AccountTokens(ctx.config, account, profile.credential, account.effective_scope, "api", http,
+                                   logger=ctx.logger)
+            self.client = DefenderClient(account.effective_api_url, tokens, http,
+                                         timeout=min(account.timeout, CALL_TIMEOUT_CAP))
+            self.client.answered_200 = params.state["ok_200"]
+            self.client.answered_404 = params.state["nf_404"]
+            limiter = host_limiter("ipstats", *registration, [(settings.rate_per_minute, 60.0),
+                                                               (settings.rate_per_hour, 3600.0)], logger=ctx.logger)
+            deadline = self.started + REQUEST_WORK_SECONDS
+            per_ip = Fetcher(self.client, limiter, params.lookback_hours, allowance, workers=FETCH_WORKERS,
+                             should_stop=should_stop, deadline=deadline, may_wait=False)
+            per_ip_no_wait = Fetcher(self.client, limiter, params.lookback_hours, WaitAllowance(0),
+                                     workers=FETCH_WORKERS, should_stop=should_stop, retry_allowance=allowance,
+                                     deadline=deadline, may_wait=False)
+            self.tokens.append(tokens)
+            self.limiters.append(limiter)
+        if params.backend in ("hunting", "auto"):
+            timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
+            graph_tokens = AccountTokens(ctx.config, account, profile.credential, account.graph_scope, "graph", http,
+                                         logger=ctx.logger)
+            self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
+            hunting_limiter = host_limiter("hunting", *registration, _hunting_limits(settings), logger=ctx.logger)
+            hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
+                                     should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
+                                     may_wait=False)
+            self.tokens.append(graph_tokens)
+            self.limiters.append(hunting_limiter)
+        router = BackendRouter(params.backend, self.messages.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
+                               hunting=hunting)
+        router.per_ip_retired = bool(params.state["retired"])
+        router.hunting_usable = hunting is not None and not params.state["no_hunting"]
+        self.fetchers = [f for f in (per_ip, per_ip_no_wait, hunting) if f is not None]
+        return router
+
+    # -- what the search is told ------------------------------------------------------------
+    def _report_problems(self, answers) -> None:
+        router = self.router
+        if router is None:
+            return
+        for fetcher in self.fetchers:
+            if fetcher.fatal is not None and (self.params.backend != "auto" or fetcher is not router.hunting):
+                self.messages.say("ERROR", str(fetcher.fatal))
+            if fetcher.stopped:
+                self.messages.warn("The search was cancelled or finalised: defenderipstats stopped calling the "
+                                   "Defender API; the events that were not looked up pass through with status error.")
+            if getattr(fetcher, "gave_up", None):
+                self.messages.warn("The Defender API kept failing (server errors or timeouts, each retried): the "
+                                   "remaining IPs of this search were not sent (status error). See defenderipstats.log.")
+
+    def _metrics(self, cache) -> dict:
+        client, hunting = self.client, self.hunting_client
+        return {
+            "api_calls": client.calls if client is not None else 0,
+            "retries": client.retries if client is not None else 0,
+            "throttled": sum(c.throttled for c in (client, hunting) if c is not None),
+            "hunting_calls": hunting.calls if hunting is not None else 0,
+            "token_requests": sum(t.requests for t in self.tokens),
+            "cache_hits": cache.hits if cache is not None else 0,
+            "stopped": int(any(f.stopped for f in self.fetchers)),
+            "seconds": round(self.clock() - self.started, 3),
+        }
+
+    def _state(self) -> dict:
+        router, client = self.router, self.client
+        state = dict(self.params.state)
+        if router is not None:
+            state["retired"] = int(router.per_ip_retired)
+            state["no_hunting"] = int(router.hunting is not None and not router.hunting_usable)
+        if client is not None:
+            state["ok_200"], state["nf_404"] = client.answered_200, client.answered_404
+        return state
+
+
+def _hunting_limits(settings):
+    per_minute = getattr(settings, "hunting_rate_per_minute", None)
+    per_hour = getattr(settings, "hunting_rate_per_hour", None)
+    if per_minute is None or per_hour is None:
+        from ..hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE
+
+        per_minute, per_hour = HUNTING_PER_MINUTE, HUNTING_PER_HOUR
+    return [(per_minute, 60.0), (per_hour, 3600.0)]
+
+
+def _as_dict(stats: IpStats) -> dict:
+    return {"ip": stats.ip, "status": stats.status, "prevalence": stats.prevalence, "first_seen": stats.first_seen,
+            "last_seen": stats.last_seen, "source": stats.source, "error": stats.error, "fetched_at": stats.fetched_at}

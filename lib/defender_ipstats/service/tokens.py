@@ -1,0 +1,160 @@
+"""Access tokens, kept inside the privileged service: never answered to any caller.
+
+Tokens are reused across requests and handler processes: in this process's memory, and in
+storage/passwords, realm ``TA-defender-ipstats-token`` (encrypted at rest by splunkd, readable only by
+admins and the system session). A stored token is bound to a fingerprint of everything that made it
+(tenant, client, authority, scope, credential): change any of those and the next request gets a new
+token. Memory is only a shortcut: any process may answer any request.
+
+A 401 from Microsoft forgets the token, but a forced refresh happens at most once a minute per
+account and resource (counted from when the token was issued, which every process sees in the
+stored entry): a misconfigured account cannot make the service hammer Entra ID.
+"""
+
+import hashlib
+import json
+import threading
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+from .. import APP_NAME
+from ..errors import DefenderIpStatsError
+from ..logs import redact
+
+TOKEN_REALM = APP_NAME + "-token"
+# A stored token is used only while it has this long left: a request may run for a while with it.
+MIN_LIFETIME = 300
+# Forced refreshes (after a 401) at most this often per account and resource.
+FORCED_REFRESH_INTERVAL = 60.0
+
+
+def credential_fingerprint(account, credential, scope: str) -> str:
+    material = credential if isinstance(credential, str) else json.dumps(credential, sort_keys=True)
+    parts = [account.tenant_id.lower(), account.client_id.lower(), account.effective_authority.lower(), scope,
+             hashlib.sha256(material.encode("utf-8")).hexdigest()]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def entry_name(account: str, resource: str) -> str:
+    return "%s.%s" % (account, resource)
+
+
+class TokenStore:
+    """Access tokens by (account, resource): this process's memory, then storage/passwords."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, persist: bool = True):
+        self.clock = clock
+        self.persist = persist  # False: this process's memory only (the setup page's connection test)
+        self._memory: Dict[Tuple[str, str], dict] = {}
+        self._lock = threading.Lock()
+
+    def _usable(self, entry: Optional[dict], fingerprint: str) -> bool:
+        return bool(entry) and entry.get("fingerprint") == fingerprint \
+            and float(entry.get("expires_at", 0)) - self.clock() > MIN_LIFETIME
+
+    def get(self, config, account: str, resource: str, fingerprint: str) -> Optional[dict]:
+        with self._lock:
+            entry = self._memory.get((account, resource))
+        if self._usable(entry, fingerprint) or not self.persist:
+            return entry if self._usable(entry, fingerprint) else None
+        try:
+            stored = config.password(TOKEN_REALM, entry_name(account, resource), "token cache")
+            entry = json.loads(stored) if stored else None
+        except (DefenderIpStatsError, ValueError):
+            entry = None
+        if self._usable(entry, fingerprint):
+            redact(entry.get("access_token", ""))
+            with self._lock:
+                self._memory[(account, resource)] = entry
+            return entry
+        return None
+
+    def put(self, config, account: str, resource: str, entry: dict, logger=None) -> None:
+        with self._lock:
+            self._memory[(account, resource)] = entry
+        self._store(config, account, resource, entry, logger)
+
+    def discard(self, config, account: str, resource: str, token: str, logger=None) -> bool:
+        """Forget ``token`` (refused with a 401) unless it was issued less than a minute ago.
+
+        Returns whether it was forgotten, i.e. whether the next ``get`` makes a new token.
+        """
+        with self._lock:
+            entry = self._memory.get((account, resource))
+        if entry is None or entry.get("access_token") != token:
+            return True  # already replaced (by this or another request)
+        if self.clock() - float(entry.get("issued_at", 0)) < FORCED_REFRESH_INTERVAL:
+            return False
+        with self._lock:
+            self._memory.pop((account, resource), None)
+        self._store(config, account, resource, dict(entry, expires_at=0), logger)
+        return True
+
+    def forget(self, account: str) -> None:
+        with self._lock:
+            for key in [k for k in self._memory if k[0] == account]:
+                del self._memory[key]
+
+    def _store(self, config, account, resource, entry, logger):
+        if not self.persist:
+            return
+        try:
+            config.store_password(TOKEN_REALM, entry_name(account, resource), json.dumps(entry))
+        except Exception as error:  # the token still serves this request; the next one may ask again
+            if logger is not None:
+                logger.warning("could not store the access token of account %s in the token cache: %s",
+                               account, type(error).__name__)
+
+
+STORE = TokenStore()  # one per handler process; a shortcut in front of storage/passwords
+
+
+class AccountTokens:
+    """One account's tokens for one resource ("api" or "graph"), the interface the API clients use:
+    ``token()``, ``invalidate(stale)`` and the count of token ``requests`` made to Entra ID."""
+
+    def __init__(self, config, account, credential, scope: str, resource: str, session,
+                 store: TokenStore = STORE, logger=None):
+        self.config = config
+        self.account = account
+        self.credential = credential
+        self.scope = scope
+        self.resource = resource
+        self.session = session
+        self.store = store
+        self.logger = logger
+        self.fingerprint = credential_fingerprint(account, credential, scope)
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        with self._lock:
+            entry = self.store.get(self.config, self.account.name, self.resource, self.fingerprint)
+            if entry is None:
+                entry = self._new_token()
+            return entry["access_token"]
+
+    def _new_token(self) -> dict:
+        from ..auth import TokenProvider
+
+        provider = TokenProvider(self.account.client_id, self.credential, self.account.effective_authority,
+                                 self.scope, http_client=self.session)
+        issued = self.store.clock()
+        try:
+            token, lifetime = provider.token_with_lifetime()
+        finally:
+            self.requests += provider.requests
+        redact(token)
+        entry = {"access_token": token, "expires_at": issued + lifetime, "issued_at": issued,
+                 "fingerprint": self.fingerprint}
+        self.store.put(self.config, self.account.name, self.resource, entry, self.logger)
+        return entry
+
+    def invalidate(self, stale: str = None) -> None:
+        with self._lock:
+            if stale is None:
+                return
+            if not self.store.discard(self.config, self.account.name, self.resource, stale, self.logger) \
+                    and self.logger is not None:
+                self.logger.warning("account %s: Microsoft refused a token issued under a minute ago (401); no "
+                                    "new token is requested before a minute has passed", self.account.name)
