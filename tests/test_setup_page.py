@@ -175,8 +175,14 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     assert kind == "fail" and "Defender refused access (403)" in text and "Ip.Read.All" in text, text
     defender.set_roles(DEFAULT_CLIENT_ID, [IP_READ_ALL, THREAT_HUNTING_READ_ALL])
 
+    # A changed destination is tested only with the credential typed in the form: the stored secret is
+    # never sent to a host the form names.
     with ConnectProxy(refuse=403) as refusing:
         _fill(driver, "proxy_url", refusing.url)
+        kind, text = _form_test(driver)
+        assert kind == "fail" and "Enter the client secret" in text and "proxy_url" in text, text
+        assert refusing.count() == 0
+        _fill(driver, "secret", DEFAULT_SECRET)
         kind, text = _form_test(driver)
         assert refusing.count(status=403) >= 1
     assert kind == "fail" and "the proxy refused the connection (403" in text, text
@@ -188,6 +194,7 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     _fill(driver, "ca_bundle", defender.ca_bundle)
     kind, text = _form_test(driver)
     assert kind == "ok", text
+    _fill(driver, "secret", "")
 
     os.makedirs(SCREENSHOTS, exist_ok=True)
     shot = os.path.join(SCREENSHOTS, "setup_page.png")
@@ -195,12 +202,18 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     with open(shot, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
-    # Save an edit (the stored secret is kept when the field stays empty).
+    # Save an edit: changing where the credential goes needs it again; the stored secret is kept when
+    # only other fields change and the secret field stays empty.
     _select(driver, "cloud", "global")
+    driver.find_element("id", "dips-save").click()
+    kind, text = _wait_status(driver)
+    assert kind == "fail" and "Changing cloud" in text and "enter the client secret" in text, text
+    assert app.splunkd.conf("defenderipstats_accounts", "contoso")["cloud"] == "eu"
+    _select(driver, "cloud", "eu")
     _fill(driver, "timeout", "45")
     before = _loads(driver)
     driver.find_element("id", "dips-save").click()
-    assert _wait_status(driver) == ("ok", "Saved account contoso.")
+    assert _wait_status(driver, text) == ("ok", "Saved account contoso.")
     _redrawn(driver, before)
     assert app.splunkd.conf("defenderipstats_accounts", "contoso")["timeout"] == "45"
     assert app.splunkd.password(APP, "contoso") == DEFAULT_SECRET
@@ -249,12 +262,12 @@ def test_the_setup_endpoints_are_for_admins_and_never_return_secrets(web, bare_a
         urllib.request.urlopen(post, timeout=30)
     assert csrf.value.code == 401
 
-    app.configure_account("default")
+    app.configure_account("contoso")
     listing = urllib.request.Request(web.base_url + "/en-US/splunkd/__raw/servicesNS/nobody/%s/defenderipstats/"
                                      "accounts?output_mode=json" % APP,
                                      headers={"Cookie": "; ".join("%s=%s" % item for item in admin.items())})
     with urllib.request.urlopen(listing, timeout=30) as response:
         body = response.read().decode()
     account = json.loads(body)["accounts"][0]
-    assert account["name"] == "default" and account["has_secret"] is True
+    assert account["name"] == "contoso" and account["has_secret"] is True
     assert DEFAULT_SECRET not in body

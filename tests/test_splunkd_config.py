@@ -14,7 +14,7 @@ def config(splunkd):
 
 def test_shipped_defaults(config):
     settings = config.settings()
-    assert (settings.default_account, settings.lookback_hours, settings.backend) == ("default", 720, "auto")
+    assert (settings.default_account, settings.lookback_hours, settings.backend) == ("", 720, "auto")
 
 
 def test_local_settings_override_defaults(splunkd, defender, tmp_path, config):
@@ -25,19 +25,56 @@ def test_local_settings_override_defaults(splunkd, defender, tmp_path, config):
 
 def test_account_and_secret(splunkd, defender, tmp_path, config):
     harness = AppHarness(splunkd, defender, tmp_path)
-    harness.configure_account("soc:eu", secret="c2VjcmV0:with:colons", cloud="eu")
-    account = config.account("soc:eu")
+    harness.configure_account("soc-eu", secret="c2VjcmV0:with:colons", cloud="eu")
+    account = config.account_directory().resolve("soc-eu")
     assert (account.cloud, account.api_url, account.timeout) == ("eu", defender.base_url, 30)
-    assert config.secret("soc:eu") == "c2VjcmV0:with:colons"
+    assert config.secret("soc-eu") == "c2VjcmV0:with:colons"
+
+
+def test_the_one_account_is_the_default_and_default_is_never_an_account(splunkd, defender, tmp_path, config):
+    harness = AppHarness(splunkd, defender, tmp_path)
+    harness.set_stanza("defenderipstats_accounts", "default", tenant_id="t", client_id="c")
+    with pytest.raises(ConfigurationError, match="No Defender account is configured"):
+        config.account_directory().resolve("")
+    with pytest.raises(ConfigurationError, match="not 'default'"):
+        config.account_directory().resolve("default")
+    harness.set_stanza("defenderipstats_accounts", "lab", tenant_id="t", client_id="c")
+    assert config.account_directory().resolve("").name == "lab"
+    harness.set_stanza("defenderipstats_accounts", "lab2", tenant_id="t", client_id="c")
+    with pytest.raises(ConfigurationError, match="Several Defender accounts are configured and none is named"):
+        config.account_directory().resolve("")
+    assert config.account_directory().resolve("", default_account="lab2").name == "lab2"
+
+
+def test_a_stanza_another_app_shares_globally_is_not_an_account(splunkd, defender, tmp_path, config):
+    harness = AppHarness(splunkd, defender, tmp_path)
+    harness.configure_account("contoso")
+    splunkd.add_app("evil_app")
+    splunkd.set_conf("defenderipstats_accounts", "contoso", app="evil_app", layer="default",
+                     proxy_url="http://proxy.evil.example:3128")
+    splunkd.set_conf("defenderipstats_accounts", "fabrikam", app="evil_app", layer="default", tenant_id="t",
+                     client_id="c")
+    assert config.account_directory().resolve("contoso").proxy_url == ""  # not shared yet
+    splunkd.set_meta("evil_app", "", export="system")
+    # splunkd now merges evil_app's key into the app's own stanza, as it would serve it to anyone
+    assert splunkd.conf("defenderipstats_accounts", "contoso")["proxy_url"] == "http://proxy.evil.example:3128"
+    directory = config.account_directory()
+    assert directory.names() == ["contoso"]  # fabrikam belongs to evil_app
+    with pytest.raises(ConfigurationError, match="the app 'evil_app' shares a stanza of the same name globally"):
+        directory.resolve("contoso")
+    with pytest.raises(ConfigurationError, match="Unknown account 'fabrikam'"):
+        directory.resolve("fabrikam")
 
 
 def test_no_account_unknown_account_missing_secret(splunkd, defender, tmp_path, config):
     with pytest.raises(ConfigurationError, match="No Defender account is configured"):
-        config.account("default")
+        config.account_directory().resolve("")
     harness = AppHarness(splunkd, defender, tmp_path)
     harness.set_stanza("defenderipstats_accounts", "lab", tenant_id="t", client_id="c")
     with pytest.raises(ConfigurationError, match=r"Unknown account 'x'. Configured accounts: lab\."):
-        config.account("x")
+        config.account_directory().resolve("x", list_names=True)
+    with pytest.raises(ConfigurationError, match=r"\AUnknown account 'x'.\Z"):  # analysts are not told the others
+        config.account_directory().resolve("x")
     with pytest.raises(CredentialError, match="No client secret is stored for account 'lab'"):
         config.secret("lab")
 

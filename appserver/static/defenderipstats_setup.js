@@ -13,7 +13,7 @@
     var APP = "TA-defender-ipstats";
     var CLOUDS = ["global", "us", "eu", "uk", "au", "swa", "ina", "aea", "gcc", "gcc-high", "dod"];
     var FIELDS = ["tenant_id", "client_id", "cloud", "auth", "certificate_thumbprint", "proxy_url", "ca_bundle",
-                  "timeout", "api_url", "authority", "scope", "graph_url"];
+                  "timeout", "api_url", "authority", "scope", "graph_url", "allowed_roles"];
     var state = {accounts: [], settings: {}, editing: null, loads: 0};
 
     function base() {
@@ -129,9 +129,11 @@
         fieldset.appendChild(row("Authentication", select("dips-auth", ["secret", "certificate"], a.auth || "secret")));
         var secret = el("textarea", {id: "dips-secret", name: "dips-secret", autocomplete: "off",
                                      placeholder: account && account.has_secret ?
-                                         "stored - leave empty to keep it" : "client secret, or PEM private key"});
+                                         "stored - leave empty to keep it; enter it again to change where it goes"
+                                         : "client secret, or PEM private key"});
         fieldset.appendChild(row("Client secret or certificate key", secret,
-                                 "Write-only: kept in Splunk's credential store, never shown again."));
+                                 "Write-only: kept in Splunk's credential store, never shown again. Changing the " +
+                                 "tenant, client, cloud, proxy, CA bundle or an override needs it again."));
         fieldset.appendChild(row("Certificate thumbprint (SHA-1)", input("dips-certificate_thumbprint",
                                                                          a.certificate_thumbprint)));
         fieldset.appendChild(row("Proxy URL", input("dips-proxy_url", a.proxy_url),
@@ -144,6 +146,9 @@
         fieldset.appendChild(row("API URL override", input("dips-api_url", a.api_url)));
         fieldset.appendChild(row("Authority override", input("dips-authority", a.authority)));
         fieldset.appendChild(row("Scope override", input("dips-scope", a.scope)));
+        fieldset.appendChild(row("Allowed roles", input("dips-allowed_roles", a.allowed_roles),
+                                 "Roles that may use this account, separated by ';'. Empty: every role with " +
+                                 "the capability defenderipstats_use."));
         var save = el("button", {type: "submit", id: "dips-save", "class": "btn btn-primary", text: "Save"});
         var test = el("button", {type: "button", id: "dips-form-test", "class": "btn", text: "Test connection"});
         test.onclick = function () {

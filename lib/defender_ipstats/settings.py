@@ -353,14 +353,14 @@ class AccountDirectory:
                     "(the setup page's defaults).%s" % listing)
             name = known[0]
         check_account_name(name, "account")
+        stanza = self.stanzas.get(name)
+        if stanza is None:
+            raise ConfigurationError("Unknown account '%s'.%s" % (name, listing))
         if name in self.shadowed:
             raise ConfigurationError(
                 "Account '%s' cannot be used: the app '%s' shares a stanza of the same name globally, and "
                 "Splunk would merge its settings into this account. An admin must rename the account or stop "
                 "that app sharing its stanza." % (name, self.shadowed[name]))
-        stanza = self.stanzas.get(name)
-        if stanza is None:
-            raise ConfigurationError("Unknown account '%s'.%s" % (name, listing))
         if str(stanza.get("disabled", "0")).strip().lower() in ("1", "true"):
             raise ConfigurationError("Account '%s' is disabled." % name)
         return Account.from_conf(name, stanza)

@@ -11,7 +11,7 @@ ACCOUNT = {"tenant_id": "contoso.onmicrosoft.com", "client_id": "aaaaaaaa-bbbb-c
 def test_settings_defaults_match_the_interface():
     s = Settings.from_conf({})
     assert (s.default_account, s.lookback_hours, s.cache_ttl, s.not_seen_ttl, s.max_wait, s.rate_per_minute,
-            s.rate_per_hour, s.log_level, s.backend) == ("default", 720, 86400, 3600, 60, 100, 1500, "INFO", "auto")
+            s.rate_per_hour, s.log_level, s.backend) == ("", 720, 86400, 3600, 60, 100, 1500, "INFO", "auto")
 
 
 def test_settings_parse_and_reject_with_the_key_named():

@@ -66,6 +66,8 @@ def _translate(error) -> DefenderIpStatsError:
         detail = {}
     detail = detail if isinstance(detail, dict) else {}
     text, kind = detail.get("error"), detail.get("kind")
+    if status == 401:
+        return SplunkdError("splunkd rejected the search's session (401).")
     if status == 403 and kind == "forbidden":
         return CredentialError(text)
     if status == 403:

@@ -156,9 +156,11 @@ class LookupJob:
         }
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
-        logger.info("lookup user=%s account=%s sid=%s ips=%d answered=%d pending=%d api_calls=%d hunting_calls=%d",
-                    self.ctx.caller.user, self.account.name, params.sid, len(params.ips), len(results), len(pending),
-                    answer["metrics"]["api_calls"], answer["metrics"]["hunting_calls"])
+        # Prose, not key=value: the dashboard adds up the searches' summary lines, not these.
+        logger.info("service lookups for user %s, account %s, sid %s: %d IPs asked, %d answered, %d pending, "
+                    "%d API calls, %d hunting calls", self.ctx.caller.user, self.account.name, params.sid or "-",
+                    len(params.ips), len(results), len(pending), answer["metrics"]["api_calls"],
+                    answer["metrics"]["hunting_calls"])
         return answer
 
     # -- the Resolver's fetcher -------------------------------------------------------------

@@ -7,8 +7,8 @@ admins and the system session). A stored token is bound to a fingerprint of ever
 token. Memory is only a shortcut: any process may answer any request.
 
 A 401 from Microsoft forgets the token, but a forced refresh happens at most once a minute per
-account and resource (counted from when the token was issued, which every process sees in the
-stored entry): a misconfigured account cannot make the service hammer Entra ID.
+account and resource (the time of the last one travels in the stored entry, so every process sees
+it): a misconfigured account or a revoked consent cannot make the service hammer Entra ID.
 """
 
 import hashlib
@@ -46,6 +46,7 @@ class TokenStore:
         self.clock = clock
         self.persist = persist  # False: this process's memory only (the setup page's connection test)
         self._memory: Dict[Tuple[str, str], dict] = {}
+        self._forced: Dict[Tuple[str, str], float] = {}  # when a 401 last forced a new token
         self._lock = threading.Lock()
 
     def _usable(self, entry: Optional[dict], fingerprint: str) -> bool:
@@ -62,6 +63,10 @@ class TokenStore:
             entry = json.loads(stored) if stored else None
         except (DefenderIpStatsError, ValueError):
             entry = None
+        if isinstance(entry, dict) and entry.get("forced_at"):
+            with self._lock:
+                key = (account, resource)
+                self._forced[key] = max(self._forced.get(key, 0.0), float(entry["forced_at"]))
         if self._usable(entry, fingerprint):
             redact(entry.get("access_token", ""))
             with self._lock:
@@ -74,20 +79,24 @@ class TokenStore:
             self._memory[(account, resource)] = entry
         self._store(config, account, resource, entry, logger)
 
-    def discard(self, config, account: str, resource: str, token: str, logger=None) -> bool:
-        """Forget ``token`` (refused with a 401) unless it was issued less than a minute ago.
+    def last_forced(self, account: str, resource: str) -> float:
+        with self._lock:
+            return self._forced.get((account, resource), 0.0)
 
-        Returns whether it was forgotten, i.e. whether the next ``get`` makes a new token.
-        """
+    def discard(self, config, account: str, resource: str, token: str, logger=None) -> bool:
+        """Forget ``token`` (refused with a 401), unless a 401 already forced a new token within the
+        last minute. Returns whether it was forgotten, i.e. whether the next ``get`` makes a new one."""
+        key = (account, resource)
         with self._lock:
-            entry = self._memory.get((account, resource))
-        if entry is None or entry.get("access_token") != token:
-            return True  # already replaced (by this or another request)
-        if self.clock() - float(entry.get("issued_at", 0)) < FORCED_REFRESH_INTERVAL:
-            return False
-        with self._lock:
-            self._memory.pop((account, resource), None)
-        self._store(config, account, resource, dict(entry, expires_at=0), logger)
+            entry = self._memory.get(key)
+            if entry is None or entry.get("access_token") != token:
+                return True  # already replaced (by this or another request)
+            now = self.clock()
+            if now - max(self._forced.get(key, 0.0), float(entry.get("forced_at") or 0)) < FORCED_REFRESH_INTERVAL:
+                return False
+            self._forced[key] = now
+            self._memory.pop(key, None)
+        self._store(config, account, resource, dict(entry, expires_at=0, forced_at=now), logger)
         return True
 
     def forget(self, account: str) -> None:
@@ -146,7 +155,8 @@ class AccountTokens:
             self.requests += provider.requests
         redact(token)
         entry = {"access_token": token, "expires_at": issued + lifetime, "issued_at": issued,
-                 "fingerprint": self.fingerprint}
+                 "fingerprint": self.fingerprint,
+                 "forced_at": self.store.last_forced(self.account.name, self.resource)}
         self.store.put(self.config, self.account.name, self.resource, entry, self.logger)
         return entry
 
@@ -156,5 +166,6 @@ class AccountTokens:
                 return
             if not self.store.discard(self.config, self.account.name, self.resource, stale, self.logger) \
                     and self.logger is not None:
-                self.logger.warning("account %s: Microsoft refused a token issued under a minute ago (401); no "
-                                    "new token is requested before a minute has passed", self.account.name)
+                self.logger.warning("account %s: Microsoft refused the access token (401) again within a minute "
+                                    "of the last forced refresh; no new token before that minute has passed",
+                                    self.account.name)
