@@ -3,6 +3,7 @@
 - ``commands(spl)``: every command of a search, subsearches included, as (name, argument text).
 - ``split_args(text)``: a command's arguments as splunkd hands them to a custom command.
 - ``substitute_tokens(text, values)``: Simple XML / workflow action ``$token$`` substitution.
+- ``expand_macros(spl, macros)``: search macros (`` `name` ``, `` `name(a,b)` ``) from macros.conf.
 - ``Pipeline``: runs the handful of commands the app's own maintenance searches use
   (inputlookup, eval, where, fields, outputlookup, rest, return, lookup) against a splunkd over REST,
   with eval expressions evaluated as Splunk does (null propagates; where keeps true rows only).
@@ -129,6 +130,27 @@ def substitute_tokens(text: str, values: Dict[str, str]) -> str:
         return values[name.split("|", 1)[0]]
 
     return re.sub(r"\$([^$\s]*)\$", replace, text)
+
+
+def expand_macros(spl: str, macros: Dict[str, Dict[str, str]], depth: int = 0) -> str:
+    """Replaces `name` and `name(arg, ...)` with the definition of [name] / [name(n)] in macros.conf,
+    $arg$ by the arguments named in ``args``; a macro that is not defined raises KeyError."""
+    if depth > 10:
+        raise SyntaxError("macros nested too deep in: %s" % spl)
+
+    def replace(match):
+        name, arguments = match.group(1), match.group(2)
+        values = [a.strip() for a in split_top(arguments, ",")] if arguments is not None else []
+        stanza = macros[name if not values else "%s(%d)" % (name, len(values))]
+        if stanza.get("iseval", "0") not in ("0", "false"):
+            raise Unsupported("eval-based macro %s" % name)
+        definition = stanza["definition"]
+        names = [a.strip() for a in stanza.get("args", "").split(",") if a.strip()]
+        for arg_name, value in zip(names, values):
+            definition = definition.replace("$%s$" % arg_name, value)
+        return expand_macros(definition, macros, depth + 1)
+
+    return re.sub(r"`([A-Za-z0-9_]+)(?:\(([^`]*)\))?`", replace, strip_comments(spl))
 
 
 # -- eval expressions -----------------------------------------------------------------------
