@@ -202,3 +202,17 @@ def test_rebuild_changes_nothing_when_the_settings_cannot_be_read(app):
     with pytest.raises(SyntaxError):  # Splunk: "Error in 'eval' command"
         make_pipeline(app.admin).run(rebuild_search())
     assert set(published_rows(app.splunkd)) == {"192.0.2.1"}
+
+
+def test_the_automatic_lookup_ships_bound_to_no_data_and_works_once_bound(splunkd, system):
+    props = conf("props")
+    bound = [(stanza, key) for stanza, values in props.items() for key in values if key.startswith("LOOKUP-")]
+    assert bound == [("defenderipstats:autolookup_template", "LOOKUP-defenderipstats")]
+    assert not any("autolookup_template" in value for stanza in props.values() for value in stanza.values())
+    definition = props["defenderipstats:autolookup_template"]["LOOKUP-defenderipstats"]
+    assert definition.split()[0] == "defenderipstats"
+    published.publish(system, [stats("192.0.2.1", prevalence=4)], "acme", 720, settings())
+    admin = connect(splunkd.base_url, splunkd.new_session_key("admin"))
+    out = make_pipeline(admin).run("| lookup " + definition, [{"dest_ip": "192.0.2.1"}, {"dest_ip": "192.0.2.8"}])
+    assert out[0]["defender_prevalence"] == "4" and out[0]["defender_status"] == FOUND
+    assert "defender_prevalence" not in out[1] or out[1]["defender_prevalence"] is None
