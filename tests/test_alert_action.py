@@ -133,6 +133,10 @@ def test_the_action_is_declared_for_alerts_and_for_enterprise_security():
     spec = open(os.path.join(APP_ROOT, "README", "alert_actions.conf.spec"), encoding="utf-8").read()
     documented = set(re.findall(r"^param\.(\w+) =", spec, re.M))
     assert params <= documented and documented <= {k[len("param."):] for k in stanza if k.startswith("param.")}
+    # Offered in every app's alerts (and ES), changed by admins only.
+    meta = parse_conf_file(os.path.join(APP_ROOT, "metadata", "default.meta"))
+    assert meta["alert_actions/%s" % STANZA]["export"] == "system"
+    assert meta["alert_actions/%s" % STANZA]["access"].replace(" ", "") == "read:[*],write:[admin,sc_admin]"
 
 
 @pytest.mark.parametrize("configuration, fragments", [
@@ -231,18 +235,18 @@ def test_the_client_asks_again_for_pending_ips_and_stops_at_its_deadline():
                                                                "192.0.2.3": _stats("192.0.2.3")}, "pending": []},
     ])
     sleeps = []
-    client = alert.LookupService(service, config, "sid1", sleep=sleeps.append)
+    client = alert.LookupService(service, config, sleep=sleeps.append)
     results, pending = client.resolve(["192.0.2.1", "192.0.2.2", "192.0.2.3"])
     assert set(results) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"} and pending == []
     assert [f["ips"] for f in service.forms] == ["192.0.2.1,192.0.2.2,192.0.2.3", "192.0.2.2,192.0.2.3",
                                                  "192.0.2.2,192.0.2.3"]
-    assert all(f["sid"] == "sid1" and f["backend"] == "hunting" and f["cache"] == "use" for f in service.forms)
+    assert all(f["backend"] == "hunting" and f["cache"] == "use" and "sid" not in f for f in service.forms)
     assert len(sleeps) == 1 and client.account == "acme" and client.messages == [("WARN", "budget")]
 
     # A service that never finishes: the client stops at its deadline and reports the rest pending.
     now = [0.0]
     never = ScriptedService([{"results": {}, "pending": ["192.0.2.9"]}] * 50)
-    client = alert.LookupService(never, config, "sid2", clock=lambda: now[0],
+    client = alert.LookupService(never, config, clock=lambda: now[0],
                                  sleep=lambda s: now.__setitem__(0, now[0] + 30))
     results, pending = client.resolve(["192.0.2.9"], deadline_s=100)
     assert results == {} and pending == ["192.0.2.9"] and len(never.forms) == 4
@@ -253,7 +257,7 @@ def test_more_than_5000_ips_go_in_requests_of_at_most_5000():
     ips = ["10.%d.%d.%d" % (i // 65536, (i // 256) % 256, i % 256) for i in range(12000)]
     service = ScriptedService([{"results": {ip: _stats(ip) for ip in chunk}, "pending": []}
                                for chunk in (ips[:5000], ips[5000:10000], ips[10000:])])
-    results, pending = alert.LookupService(service, config, "").resolve(ips)
+    results, pending = alert.LookupService(service, config).resolve(ips)
     assert len(results) == 12000 and not pending
     assert [len(f["ips"].split(",")) for f in service.forms] == [5000, 5000, 2000]
 

@@ -93,6 +93,13 @@ def test_a_changed_default_removes_the_old_defaults_rows_on_the_first_write(splu
     assert published_rows(splunkd)["192.0.2.4"]["lookback_hours"] == 168
 
 
+def test_the_lookup_and_its_collection_are_shared_with_every_app_and_written_by_admins_only():
+    meta = parse_conf_file(os.path.join(APP_ROOT, "metadata", "default.meta"))
+    for stanza in ("transforms/defenderipstats", "collections/%s" % PUBLISHED):
+        assert meta[stanza]["export"] == "system"
+        assert meta[stanza]["access"].replace(" ", "") == "read:[*],write:[admin,sc_admin]"
+
+
 def test_only_admin_roles_write_the_published_collection_and_every_role_reads_it(splunkd, system):
     published.publish(system, [stats("192.0.2.1")], "acme", 720, settings())
     splunkd.add_user("analyst", "pw", roles=["defenderipstats_user"])

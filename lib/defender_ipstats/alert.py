@@ -167,10 +167,9 @@ def field_values(results_file: str, field: str) -> Tuple[List[str], int]:
 class LookupService:
     """The app's privileged lookup endpoint, called with the alert owner's session key."""
 
-    def __init__(self, service, config: Config, sid: str, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, service, config: Config, clock=time.monotonic, sleep=time.sleep):
         self.service = service
         self.config = config
-        self.sid = sid
         self.clock = clock
         self.sleep = sleep
         self.requests = 0
@@ -181,8 +180,10 @@ class LookupService:
     def _post(self, ips: List[str], max_wait: int) -> dict:
         from splunklib import binding
 
+        # No sid: the service uses it to stop work for a cancelled search, and the triggering
+        # search of an alert has finished (its job may even be gone) by the time the action runs.
         form = {"account": self.config.account, "backend": self.config.backend, "cache": "use",
-                "ips": ",".join(ips), "max_wait": str(max_wait), "sid": self.sid, "output_mode": "json"}
+                "ips": ",".join(ips), "max_wait": str(max_wait), "output_mode": "json"}
         if self.config.lookback_hours is not None:
             form["lookback_hours"] = str(self.config.lookback_hours)
         self.requests += 1
@@ -332,7 +333,7 @@ def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
                 % (config.field, rows, invalid))
             return EXIT_OK
         service = connect(payload["server_uri"], payload["session_key"])
-        lookups = LookupService(service, config, str(payload.get("sid") or ""))
+        lookups = LookupService(service, config)
         results, pending = lookups.resolve(ips)
         for level, text in lookups.messages:
             say("WARN" if level.upper().startswith("WARN") else "ERROR" if level.upper() == "ERROR" else "INFO",
