@@ -310,6 +310,7 @@ def test_result_events_are_written_through_receivers_simple_one_per_ip(splunkd):
     for event in indexed:
         assert event["orig_sid"] == payload["sid"] and event["src_field"] == "dest_ip"
         assert event["account"] == "acme" and event["vendor_product"] == "Microsoft Defender for Endpoint"
+        assert event["orig_owner"] == "admin" and event["app"] == "search"
 
 
 def test_writing_events_without_edit_tcp_names_the_capability(splunkd):

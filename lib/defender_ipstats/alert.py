@@ -272,7 +272,7 @@ def result_events(ips: List[str], results: Dict[str, dict], config: Config, payl
             "orig_search_name": payload.get("search_name") or None,
             "orig_rid": (payload.get("result") or {}).get("rid") if isinstance(payload.get("result"), dict) else None,
             "app": payload.get("app") or None,
-            "user": payload.get("owner") or None,
+            "orig_owner": payload.get("owner") or None,
         }
         events.append(json.dumps({k: v for k, v in event.items() if v is not None}, sort_keys=False))
     return events
