@@ -15,7 +15,8 @@ ROOT="$(pwd)"
 PACKAGE_PYTHONS="${PACKAGE_PYTHONS:-3.9 3.13}"
 PACKAGE_TESTS=(tests/test_package.py tests/test_command.py tests/test_recordings.py tests/test_lean_path.py
                tests/test_certificates.py tests/test_proxies.py tests/test_sovereign_clouds.py
-               tests/test_least_privilege.py tests/test_ui.py tests/test_purge.py)
+               tests/test_least_privilege.py tests/test_ui.py tests/test_purge.py tests/test_published.py
+               tests/test_alert_action.py)
 
 # shellcheck source=dev/python.sh
 source "dev/python.sh"

@@ -3,8 +3,9 @@
 - ``commands(spl)``: every command of a search, subsearches included, as (name, argument text).
 - ``split_args(text)``: a command's arguments as splunkd hands them to a custom command.
 - ``substitute_tokens(text, values)``: Simple XML / workflow action ``$token$`` substitution.
+- ``expand_macros(spl, macros)``: search macros (`` `name` ``, `` `name(a,b)` ``) from macros.conf.
 - ``Pipeline``: runs the handful of commands the app's own maintenance searches use
-  (inputlookup, eval, where, fields, outputlookup, rest, return) against a splunkd over REST,
+  (inputlookup, eval, where, fields, outputlookup, rest, return, lookup) against a splunkd over REST,
   with eval expressions evaluated as Splunk does (null propagates; where keeps true rows only).
   Anything else raises ``Unsupported``: a test then has to learn the new command first.
 """
@@ -129,6 +130,27 @@ def substitute_tokens(text: str, values: Dict[str, str]) -> str:
         return values[name.split("|", 1)[0]]
 
     return re.sub(r"\$([^$\s]*)\$", replace, text)
+
+
+def expand_macros(spl: str, macros: Dict[str, Dict[str, str]], depth: int = 0) -> str:
+    """Replaces `name` and `name(arg, ...)` with the definition of [name] / [name(n)] in macros.conf,
+    $arg$ by the arguments named in ``args``; a macro that is not defined raises KeyError."""
+    if depth > 10:
+        raise SyntaxError("macros nested too deep in: %s" % spl)
+
+    def replace(match):
+        name, arguments = match.group(1), match.group(2)
+        values = [a.strip() for a in split_top(arguments, ",")] if arguments is not None else []
+        stanza = macros[name if not values else "%s(%d)" % (name, len(values))]
+        if stanza.get("iseval", "0") not in ("0", "false"):
+            raise Unsupported("eval-based macro %s" % name)
+        definition = stanza["definition"]
+        names = [a.strip() for a in stanza.get("args", "").split(",") if a.strip()]
+        for arg_name, value in zip(names, values):
+            definition = definition.replace("$%s$" % arg_name, value)
+        return expand_macros(definition, macros, depth + 1)
+
+    return re.sub(r"`([A-Za-z0-9_]+)(?:\(([^`]*)\))?`", replace, strip_comments(spl))
 
 
 # -- eval expressions -----------------------------------------------------------------------
@@ -381,10 +403,13 @@ class Pipeline:
 
     def __init__(self, service, app: str, lookups: Dict[str, Tuple[str, List[str]]],
                  collection_types: Optional[Dict[str, Dict[str, str]]] = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 lookup_settings: Optional[Dict[str, Dict[str, str]]] = None):
         self.service = service
         self.app = app
         self.lookups = lookups
+        # transforms.conf stanzas by lookup name (case_sensitive_match, max_matches)
+        self.lookup_settings = lookup_settings or {}
         self.collection_types = collection_types or {}
         self.clock = clock
         self.trace: List[str] = []
@@ -421,6 +446,53 @@ class Pipeline:
         out = []
         for document in documents:  # inputlookup shows the fields_list fields, as text
             out.append({key: _text(document[key]) for key in fields if document.get(key) not in (None, "")})
+        return out
+
+    def _cmd_lookup(self, args, rows, now):
+        """lookup <name> <field> [AS <event field>] OUTPUT|OUTPUTNEW <field> [AS <name>] ...
+
+        As Splunk: every matching row of the lookup (up to max_matches, 1000 by default for a
+        lookup without a time field) gives its values, several matches a multivalue field (a
+        list here); OUTPUT overwrites, OUTPUTNEW fills only fields the event lacks; an event
+        without a match gets no values. Matching is case-sensitive unless case_sensitive_match
+        = false. One input field only."""
+        match = re.match(r"(?i)\s*(\S+)\s+(\S+)(?:\s+AS\s+(\S+))?\s+(OUTPUT|OUTPUTNEW)\s+(.+)$", args, re.S)
+        if not match:
+            raise Unsupported("lookup %s" % args)
+        name, lookup_field, event_field, mode, outputs_text = match.groups()
+        event_field = event_field or lookup_field
+        outputs = []
+        parts = split_args(outputs_text.replace(",", " "))
+        index = 0
+        while index < len(parts):
+            if index + 2 < len(parts) and parts[index + 1].upper() == "AS":
+                outputs.append((parts[index], parts[index + 2]))
+                index += 3
+            else:
+                outputs.append((parts[index], parts[index]))
+                index += 1
+        settings = self.lookup_settings.get(name, {})
+        folded = settings.get("case_sensitive_match", "true").lower() in ("false", "f", "0")
+        max_matches = int(settings.get("max_matches", 1000))
+        table = self._cmd_inputlookup(name, [], now)
+        by_value: Dict[str, List[Dict[str, Any]]] = {}
+        for entry in table:
+            key = entry.get(lookup_field)
+            if key is not None:
+                by_value.setdefault(key.lower() if folded else key, []).append(entry)
+        out = []
+        for row in rows:
+            row = dict(row)
+            value = row.get(event_field)
+            found = by_value.get(_text(value).lower() if folded else _text(value), [])[:max_matches] \
+                if value not in (None, "") else []
+            for source, target in outputs:
+                if mode.upper() == "OUTPUTNEW" and row.get(target) not in (None, ""):
+                    continue
+                values = [entry[source] for entry in found if entry.get(source) not in (None, "")]
+                if mode.upper() == "OUTPUT" or values:
+                    row[target] = None if not values else values[0] if len(values) == 1 else values
+            out.append(row)
         return out
 
     def _cmd_outputlookup(self, args, rows, now):

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from spl import commands, pipeline, split_args, substitute_tokens
+from spl import commands, expand_macros, pipeline, split_args, substitute_tokens
 
 from defender_ipstats.errors import ConfigurationError
 from defender_ipstats.settings import Options, Settings
@@ -165,6 +165,10 @@ def test_the_dashboard_has_the_panels_analysts_need():
     assert "rare" in titles.lower() and "first seen" in titles.lower()
     assert "source=*defenderipstats.log*" in text and "inputlookup defenderipstats_cache" in text
     assert "$base$" in text and "$field$" in text         # built on the analyst's own search
+    # Both APIs' budgets: per-IP calls against 100/min and 1,500/h, hunting calls against theirs.
+    assert "sum(hunting_calls)" in text and "45" in titles and "hunting" in titles.lower()
+    # The cache warmer's runs: the scheduler's log joined with the command's summary by sid.
+    assert "Cache warmer" in titles and 'savedsearch_name="Defender IP stats - Cache warmer"' in text
 
 
 # -- saved searches, workflow action, search help ----------------------------------------------------
@@ -179,17 +183,92 @@ def test_saved_searches_are_valid_and_the_alerts_ship_disabled():
     new = next(saved[n]["search"] for n in alerts if "first seen" in n)
     assert 'relative_time(now(), "-24h")' in new
     total = 0
+    macros = conf("macros")
     for name, stanza in saved.items():
         if "search" not in stanza:
             continue
-        assert pipeline(stanza["search"]), name
-        for args in calls(stanza["search"]):
+        search = expand_macros(stanza["search"], macros)  # KeyError: a macro macros.conf lacks
+        assert pipeline(search), name
+        assert "index=*" not in search.replace(" ", "") or name in alerts, name  # new searches use the macro
+        for args in calls(search):
             check_call(args)
             total += 1
         if stanza.get("enableSched") in ("1", "true"):
             assert stanza.get("dispatch.earliest_time") and stanza.get("dispatch.latest_time"), name
             assert len(stanza["cron_schedule"].split()) == 5, name
-    assert total == 2
+    assert total == 5  # the two example alerts, the cache warmer, the two risk searches
+
+
+def test_every_macro_is_valid_spl():
+    macros = conf("macros")
+    assert macros
+    for name in macros:
+        assert pipeline(expand_macros("`%s`" % name, macros)), name
+
+
+# -- the cache warmer -------------------------------------------------------------------------------
+WARMER = "Defender IP stats - Cache warmer"
+DESTINATIONS = "defenderipstats_destinations"
+
+
+def test_the_cache_warmer_ships_disabled_and_spends_only_the_hunting_budget():
+    stanza = conf("savedsearches")[WARMER]
+    assert stanza["disabled"] in ("1", "true") and stanza["enableSched"] in ("1", "true")
+    assert pipeline(stanza["search"])[0].strip() == "search `%s`" % DESTINATIONS
+    # An hourly run over the previous full hour: every destination is seen by exactly one run.
+    minute, hour, *_ = stanza["cron_schedule"].split()
+    assert minute.isdigit() and hour == "*"
+    assert (stanza["dispatch.earliest_time"], stanza["dispatch.latest_time"]) == ("-1h@h", "@h")
+    [args] = calls(expand_macros(stanza["search"], conf("macros")))
+    options = check_call(args)
+    # backend=hunting: the per-IP endpoint's 100/min and 1,500/h stay whole for interactive searches.
+    assert options.backend == "hunting"
+    assert options.cache == "use"
+    assert options.field == "dest"
+    assert "| tstats" in conf("macros")[DESTINATIONS]["definition"]
+    assert "datamodel=Network_Traffic" in conf("macros")[DESTINATIONS]["definition"]
+
+
+def test_the_warmers_own_command_call_makes_no_per_ip_call(app):
+    """The warmer's defenderipstats arguments, exactly as savedsearches.conf has them, on cold IPs."""
+    app.configure_account(graph_url=app.defender.base_url)
+    [args] = calls(expand_macros(conf("savedsearches")[WARMER]["search"], conf("macros")))
+    ips = dataset.ips(60, seed=151)
+    rows = [{"dest": ip, "connections": "3", "sources": "1"} for ip in ips]
+    run = app.search(split_args(args), [rows])
+    assert run.returncode == 0, run.stderr
+    assert app.defender.api_calls() == 0 and app.defender.hunting.calls() >= 1
+    assert {r["defender_source"] for r in run.records} == {"hunting"}
+    [line] = [line for line in app.log_text().splitlines() if " api_calls=" in line]
+    summary = dict(re.findall(r"(\w+)=(\S+)", line))
+    assert summary["api_calls"] == "0" and int(summary["hunting_calls"]) >= 1 and summary["distinct_ips"] == "60"
+
+
+# -- risk-based alerting for Enterprise Security ------------------------------------------------------
+RISK = ("Defender IP stats - Risk - Rare destination", "Defender IP stats - Risk - New rare destination")
+
+
+@pytest.mark.parametrize("name", RISK)
+def test_risk_searches_ship_disabled_and_name_their_figures(name):
+    stanza = conf("savedsearches")[name]
+    assert stanza["disabled"] in ("1", "true") and stanza["enableSched"] in ("1", "true")
+    assert stanza["action.risk"] == "1" and stanza["action.correlationsearch.enabled"] == "1"
+    assert stanza["action.risk.param._risk_object"] == "dest"
+    assert stanza["action.risk.param._risk_object_type"] == "system"
+    assert 0 < int(stanza["action.risk.param._risk_score"]) <= 100
+    search = expand_macros(stanza["search"], conf("macros"))
+    assert pipeline(stanza["search"])[0].strip() == "search `%s`" % DESTINATIONS
+    [args] = calls(search)
+    assert check_call(args).field == "dest"
+    assert "defender_prevalence <= 3" in search
+    # The message's $result.<field>$ tokens are fields the search's last command keeps.
+    last_name, last_args = commands(search)[-1]
+    assert last_name == "table"
+    kept = {f.strip() for f in last_args.split(",")}
+    tokens = re.findall(r"\$result\.([A-Za-z0-9_]+)\$", stanza["action.risk.param._risk_message"])
+    assert "dest" in tokens and "defender_prevalence" in tokens and set(tokens) <= kept
+    if "New" in name:
+        assert 'relative_time(now(), "-24h")' in search and "first_seen_hours_ago" in tokens
 
 
 def test_workflow_action_runs_the_command_on_ip_fields():

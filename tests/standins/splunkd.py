@@ -37,8 +37,10 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``configs/conf-<file>``, ``properties``, ``storage/passwords``, ``storage/collections/config``,
 ``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``),
 ``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
-``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel).  Anything
-else is a 404 with splunkd's error body.
+``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel), ``receivers/simple``
+(POST; the body is the raw data, ``index``/``sourcetype``/``source``/``host`` in the URL; needs the
+capability ``edit_tcp``, as Splunk's REST reference says; the data is kept in ``received``, not
+indexed).  Anything else is a 404 with splunkd's error body.
 
 Roles come from ``DEFAULT_ROLES`` and from every app's ``authorize.conf`` (``[role_<name>]`` with
 ``<capability> = enabled`` and ``importRoles``, ``[capability::<name>]``); a user's capabilities and
@@ -68,8 +70,11 @@ plausible wordings (KV store 404/409/400 texts in particular); KV ``_user`` is a
 ``nobody``; the KV store accepts the documented operators plus ``$in $nin $exists $eq`` and
 rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma string. Persistent
 REST handlers: up to ``handler_processes`` processes per driver, one request at a time each (how many
-splunkd runs is not documented; ``recycle_handlers`` ends each after one request); only ``[script:*]`` stanzas with ``scripttype = persist`` of an app's default layer are
-served; ``requireAuthentication = false`` and ``acceptFrom`` are not modelled.
+splunkd runs is not documented; ``recycle_handlers`` ends each after one request); only ``[script:*]``
+stanzas with ``scripttype = persist`` of an app's default layer are served; ``requireAuthentication =
+false`` and ``acceptFrom`` are not modelled. ``receivers/simple``: the 403 text, the answer's exact body
+and the defaults of ``source`` (``http-simple``) and ``host`` (the server name) are plausible, not
+confirmed; index names are not checked against indexes.conf.
 
 Nothing is written to disk.
 """
@@ -254,7 +259,7 @@ _ADMIN_CAPS = _POWER_CAPS + [
     "admin_all_objects", "edit_storage_passwords", "list_storage_passwords", "edit_server",
     "edit_user", "edit_roles", "list_settings", "edit_kvstore", "list_users", "list_roles",
     "license_edit", "restart_splunkd", "delete_messages", "edit_token_http", "list_tokens_all",
-    "edit_tokens_all", "dispatch_rest_to_indexers", "edit_local_apps", "install_apps",
+    "edit_tokens_all", "dispatch_rest_to_indexers", "edit_local_apps", "install_apps", "edit_tcp",
 ]
 DEFAULT_ROLES: Dict[str, List[str]] = {
     "admin": sorted(set(_ADMIN_CAPS)),
@@ -897,6 +902,8 @@ class SplunkdStandin:
         self._settings: Dict[str, str] = {}
         self.restarts = 0
         self._jobs: Dict[str, Dict[str, Any]] = {}
+        # Data POSTed to receivers/simple: {index, sourcetype, source, host, body, username}.
+        self.received: List[Dict[str, Any]] = []
 
         self._install_builtin_apps(max_documents_per_batch_save, max_rows_per_query)
         if apps is None:
@@ -1622,6 +1629,30 @@ class SplunkdStandin:
             self._ep_jobs(req, rest[2:])
         if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries
             self._ep_jobs(req, rest[3:])
+        if rest[:2] == ["receivers", "simple"]:
+            self._ep_receivers_simple(req)
+
+    def _ep_receivers_simple(self, req: _Request) -> None:
+        """POST receivers/simple: the body is data for an index, parsed by its sourcetype's props."""
+        if req.method != "POST":
+            self._fail(req, 405, "Method Not Allowed")
+        if not self._has_cap(req.username or "", "edit_tcp"):
+            self._fail(req, 403, "Insufficient permissions: this action requires the edit_tcp capability.")
+        def arg(name: str, default: str) -> str:  # URL arguments only: the body is data, not a form
+            value = req.query.get(name, default)
+            return value[-1] if isinstance(value, list) else value
+        record = {"index": arg("index", "main") or "main", "sourcetype": arg("sourcetype", ""),
+                  "source": arg("source", "http-simple"), "host": arg("host", self.server_name),
+                  "body": req.body.decode("utf-8", errors="replace"), "username": req.username}
+        self.received.append(record)
+        answer = {"index": record["index"], "bytes": len(req.body), "host": record["host"],
+                  "source": record["source"], "sourcetype": record["sourcetype"]}
+        if req.output_mode == "json":
+            raise _Reply(200, json.dumps(answer).encode("utf-8"), "application/json; charset=UTF-8")
+        fields = "".join('<field k="%s"><value><text>%s</text></value></field>' % (k, _xml_text(v))
+                         for k, v in answer.items())
+        raise _Reply(200, ('<?xml version="1.0" encoding="UTF-8"?>\n<response><results><result>%s'
+                           '</result></results></response>' % fields).encode("utf-8"))
 
     # ======================================================= custom REST (restmap.conf)
 

@@ -1,0 +1,369 @@
+"""The alert action "Defender IP statistics" (alert_actions.conf [defenderipstats_alert]).
+
+Splunk's custom alert action protocol: splunkd runs ``bin/defenderipstats_alert.py --execute``
+and writes the JSON payload to its stdin (``session_key``, ``server_uri``, ``sid``, ``search_name``,
+``app``, ``owner``, ``results_file`` - the triggering search's results as a gzipped CSV - and
+``configuration``, the action's ``param.*`` settings). Each line the script writes to stderr goes to
+splunkd.log (component sendmodalert, with the action's name), so every problem is one line there,
+starting with its level. Exit status 0 is success.
+
+The IPs of the configured field are looked up ONLY through the app's privileged lookup service
+(``POST .../defenderipstats/lookup``) with the payload's session key: the action holds no token and
+reads no credential. Each IP gives one event, written through splunkd's ``receivers/simple``
+endpoint (which needs the capability ``edit_tcp``) to the configured index with the sourcetype
+``defenderipstats:enrichment``.
+"""
+
+import csv
+import gzip
+import io
+import json
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Dict, List, Optional, Tuple
+
+from . import APP_NAME
+from .lookup import normalise_ip
+
+ACTION_NAME = "defenderipstats_alert"
+SOURCETYPE = "defenderipstats:enrichment"
+LOOKUP_PATH = "defenderipstats/lookup"
+MAX_IPS_PER_REQUEST = 5000  # the service's limit per request
+MAX_IPS = 50000             # per alert: a larger result set is cut, with a warning
+DEADLINE_S = 240            # inside alert_actions.conf maxtime (5 min), with room to write events
+EVENTS_PER_POST = 1000
+BACKENDS = ("ipstats", "hunting", "auto")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIGURATION = 0, 1, 2
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,199}")
+# Splunk index names: lower-case letters, digits, underscores and hyphens, not starting with
+# an underscore or hyphen (internal indexes start with an underscore and are not for this).
+_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,79}")
+_ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+
+
+class ActionError(Exception):
+    """A failure to report as one line in splunkd.log; ``exit_code`` says what kind."""
+
+    def __init__(self, text: str, exit_code: int = EXIT_FAILED):
+        super().__init__(text)
+        self.exit_code = exit_code
+
+
+class Config:
+    def __init__(self, field: str, index: str, account: str, lookback_hours: Optional[int], backend: str,
+                 max_wait: int):
+        self.field = field
+        self.index = index
+        self.account = account
+        self.lookback_hours = lookback_hours
+        self.backend = backend
+        self.max_wait = max_wait
+
+    @classmethod
+    def from_payload(cls, configuration) -> "Config":
+        if not isinstance(configuration, dict):
+            raise ActionError("The alert action has no configuration in its payload.", EXIT_CONFIGURATION)
+
+        def text(name):
+            value = configuration.get(name)
+            return value.strip() if isinstance(value, str) else ""
+
+        field = text("field")
+        if not field:
+            raise ActionError("No IP field configured: set 'Field with the IP' (param.field) in the alert "
+                              "action, e.g. dest.", EXIT_CONFIGURATION)
+        if not _FIELD_NAME.fullmatch(field):
+            raise ActionError("param.field is not a field name: %r." % field[:100], EXIT_CONFIGURATION)
+        index = text("index") or "main"
+        if not _INDEX_NAME.fullmatch(index):
+            raise ActionError("param.index is not a usable index name: %r (lower-case letters, digits, '_' "
+                              "and '-', not an internal index)." % index[:100], EXIT_CONFIGURATION)
+        account = text("account")
+        if account and not _ACCOUNT_NAME.fullmatch(account):
+            raise ActionError("param.account is not an account name: %r." % account[:100], EXIT_CONFIGURATION)
+        lookback = text("lookback_hours")
+        lookback_hours = None
+        if lookback:
+            if not lookback.isdigit() or not 1 <= int(lookback) <= 720:
+                raise ActionError("param.lookback_hours must be a whole number from 1 to 720, not %r."
+                                  % lookback[:20], EXIT_CONFIGURATION)
+            lookback_hours = int(lookback)
+        backend = text("backend") or "auto"
+        if backend not in BACKENDS:
+            raise ActionError("param.backend must be one of %s, not %r." % (", ".join(BACKENDS), backend[:20]),
+                              EXIT_CONFIGURATION)
+        max_wait = text("max_wait") or "60"
+        if not max_wait.isdigit() or int(max_wait) > DEADLINE_S:
+            raise ActionError("param.max_wait must be a whole number of seconds from 0 to %d, not %r."
+                              % (DEADLINE_S, max_wait[:20]), EXIT_CONFIGURATION)
+        return cls(field, index, account, lookback_hours, backend, int(max_wait))
+
+
+# -- the payload and the results file -------------------------------------------------------------
+def read_payload(stream) -> dict:
+    text = stream.read()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise ActionError("The alert action's payload is not JSON: set payload_format = json for "
+                          "[%s] in alert_actions.conf." % ACTION_NAME, EXIT_CONFIGURATION)
+    if not isinstance(payload, dict):
+        raise ActionError("The alert action's payload is not a JSON object.", EXIT_CONFIGURATION)
+    for key in ("session_key", "server_uri"):
+        if not isinstance(payload.get(key), str) or not payload[key]:
+            raise ActionError("The alert action's payload lacks %s." % key, EXIT_CONFIGURATION)
+    return payload
+
+
+def _mv_values(encoded: str) -> List[str]:
+    """Values of a results file's ``__mv_<field>`` cell: ``$a$;$b$``, with ``$$`` for a ``$``."""
+    values, current, inside, i = [], "", False, 0
+    while i < len(encoded):
+        ch = encoded[i]
+        if not inside:
+            if ch == "$":
+                inside, current = True, ""
+        elif ch == "$":
+            if encoded[i + 1:i + 2] == "$":
+                current += "$"
+                i += 1
+            else:
+                values.append(current)
+                inside = False
+        else:
+            current += ch
+        i += 1
+    return values
+
+
+def field_values(results_file: str, field: str) -> Tuple[List[str], int]:
+    """(values of ``field`` in every row, in order, multivalues split; number of rows)."""
+    try:
+        with gzip.open(results_file, "rt", encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            values, rows = [], 0
+            columns = reader.fieldnames or []
+            for row in reader:
+                rows += 1
+                encoded = row.get("__mv_" + field) or ""
+                if encoded:
+                    values.extend(_mv_values(encoded))
+                elif row.get(field):
+                    values.append(row[field])
+    except (OSError, EOFError, csv.Error, UnicodeDecodeError) as error:
+        raise ActionError("Could not read the search results (%s): %s" % (results_file, _short(error)))
+    if rows and field not in columns:
+        raise ActionError("The results have no field %r (param.field); they have: %s."
+                          % (field, ", ".join(c for c in columns if not c.startswith("__mv_"))[:300]),
+                          EXIT_CONFIGURATION)
+    return values, rows
+
+
+# -- the lookup service -----------------------------------------------------------------------------
+class LookupService:
+    """The app's privileged lookup endpoint, called with the alert owner's session key."""
+
+    def __init__(self, service, config: Config, clock=time.monotonic, sleep=time.sleep):
+        self.service = service
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self.requests = 0
+        self.account = config.account
+        self.lookback_hours = config.lookback_hours
+        self.messages: List[Tuple[str, str]] = []
+
+    def _post(self, ips: List[str], max_wait: int) -> dict:
+        from splunklib import binding
+
+        # No sid: the service uses it to stop work for a cancelled search, and the triggering
+        # search of an alert has finished (its job may even be gone) by the time the action runs.
+        form = {"account": self.config.account, "backend": self.config.backend, "cache": "use",
+                "ips": ",".join(ips), "max_wait": str(max_wait), "output_mode": "json"}
+        if self.config.lookback_hours is not None:
+            form["lookback_hours"] = str(self.config.lookback_hours)
+        self.requests += 1
+        try:
+            response = self.service.post(LOOKUP_PATH, owner="nobody", app=APP_NAME, **form)
+            return json.loads(response.body.read().decode("utf-8"))
+        except binding.HTTPError as error:
+            raise ActionError(_service_error(error), EXIT_CONFIGURATION if error.status in (400, 403) else EXIT_FAILED)
+        except (OSError, ValueError) as error:
+            raise ActionError("The app's lookup service did not answer: %s" % _short(error))
+
+    def resolve(self, ips: List[str], deadline_s: float = DEADLINE_S) -> Tuple[Dict[str, dict], List[str]]:
+        """(results by IP, IPs still pending at the deadline). Asks again for ``pending`` IPs."""
+        results: Dict[str, dict] = {}
+        todo = list(ips)
+        end = self.clock() + deadline_s
+        while todo:
+            left = end - self.clock()
+            if left <= 0:
+                break
+            batch, todo = todo[:MAX_IPS_PER_REQUEST], todo[MAX_IPS_PER_REQUEST:]
+            answer = self._post(batch, int(max(0, min(self.config.max_wait, left))))
+            self.account = answer.get("account") or self.account
+            self.lookback_hours = answer.get("lookback_hours") or self.lookback_hours
+            for level, text in answer.get("messages") or []:
+                if (level, text) not in self.messages:
+                    self.messages.append((str(level), str(text)))
+            for ip, stats in (answer.get("results") or {}).items():
+                if ip in batch and isinstance(stats, dict):
+                    results[ip] = stats
+            pending = [ip for ip in answer.get("pending") or [] if ip in batch and ip not in results]
+            if pending:
+                todo = pending + todo
+                if not answer.get("results"):
+                    self.sleep(min(1.0, max(0.0, end - self.clock())))  # nothing done: no busy loop
+        return results, [ip for ip in ips if ip not in results]
+
+
+def _service_error(error) -> str:
+    status = getattr(error, "status", 0)
+    if status == 404:
+        return ("The app's lookup service is not loaded (splunkd answered 404 for %s): restart Splunk after "
+                "installing or upgrading TA-defender-ipstats." % LOOKUP_PATH)
+    try:
+        body = json.loads(error.body.decode("utf-8") if isinstance(error.body, bytes) else error.body)
+        text = body.get("error") or ""
+        if not text and body.get("messages"):
+            text = body["messages"][0].get("text", "")
+    except (AttributeError, TypeError, ValueError, IndexError):
+        text = ""
+    if status == 401:
+        return "splunkd rejected the alert's session key (401)."
+    if status == 403:
+        return ("The alert's owner may not use the Defender accounts (403): give the owner the role "
+                "defenderipstats_user (capability defenderipstats_use). %s" % text).strip()
+    return "The app's lookup service answered %s: %s" % (status, text or _short(error))
+
+
+# -- result events -----------------------------------------------------------------------------------
+def result_events(ips: List[str], results: Dict[str, dict], config: Config, payload: dict, account: str,
+                  lookback_hours, now: float) -> List[str]:
+    """One JSON event per IP, in the order the IPs came, with CIM-friendly names."""
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    events = []
+    for ip in ips:
+        stats = results.get(ip)
+        if stats is None:
+            stats = {"status": "rate_limited", "error": "not answered within the alert action's time limit"}
+        status = str(stats.get("status") or "error")
+        event = {
+            "time": stamp,
+            "ip": ip,
+            "src_field": config.field,
+            "prevalence": stats.get("prevalence"),
+            "first_seen": stats.get("first_seen") or None,
+            "last_seen": stats.get("last_seen") or None,
+            "status": status,
+            "source_backend": stats.get("source") or None,
+            "error": stats.get("error") or None,
+            "account": account or None,
+            "lookback_hours": lookback_hours,
+            "vendor_product": "Microsoft Defender for Endpoint",
+            "action_name": ACTION_NAME,
+            "action_status": "success" if status in ("found", "not_seen") else "failure",
+            "orig_sid": payload.get("sid") or None,
+            "orig_search_name": payload.get("search_name") or None,
+            "orig_rid": (payload.get("result") or {}).get("rid") if isinstance(payload.get("result"), dict) else None,
+            "app": payload.get("app") or None,
+            "orig_owner": payload.get("owner") or None,
+        }
+        events.append(json.dumps({k: v for k, v in event.items() if v is not None}, sort_keys=False))
+    return events
+
+
+def write_events(service, events: List[str], index: str, source: str) -> None:
+    """POSTs the events to splunkd's receivers/simple (one request per EVENTS_PER_POST lines)."""
+    from splunklib import binding
+
+    for start in range(0, len(events), EVENTS_PER_POST):
+        body = "\n".join(events[start:start + EVENTS_PER_POST]) + "\n"
+        try:
+            service.post("receivers/simple", owner="nobody", app=APP_NAME, body=body.encode("utf-8"),
+                         headers=[("Content-Type", "text/plain; charset=utf-8")],
+                         index=index, sourcetype=SOURCETYPE, source=source)
+        except binding.HTTPError as error:
+            if error.status == 403:
+                raise ActionError("Could not write the result events: the alert's owner lacks the capability "
+                                  "edit_tcp, which splunkd's receivers/simple endpoint needs (403).")
+            raise ActionError("Could not write the result events to index %r: splunkd answered %s."
+                              % (index, error.status))
+        except OSError as error:
+            raise ActionError("Could not write the result events: %s" % _short(error))
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
+    """One alert action run as splunkd starts it; returns the exit status."""
+    def say(level: str, text: str) -> None:
+        for line in str(text).splitlines() or [""]:
+            stderr.write("%s %s\n" % (level, line))
+        stderr.flush()
+
+    if len(argv) < 2 or argv[1] != "--execute":
+        say("FATAL", "Unsupported execution mode (expected --execute): %s" % " ".join(argv[1:2]))
+        return EXIT_CONFIGURATION
+    try:
+        payload = read_payload(stdin)
+        config = Config.from_payload(payload.get("configuration"))
+        results_file = payload.get("results_file")
+        if not isinstance(results_file, str) or not results_file:
+            raise ActionError("The alert action's payload has no results_file.")
+        values, rows = field_values(results_file, config.field)
+        ips, invalid = [], 0
+        seen = set()
+        for value in values:
+            canonical = normalise_ip(value)
+            if canonical is None:
+                invalid += 1
+            elif canonical not in seen:
+                seen.add(canonical)
+                ips.append(canonical)
+        if len(ips) > MAX_IPS:
+            say("WARN", "%d distinct IPs in the results; only the first %d are looked up." % (len(ips), MAX_IPS))
+            ips = ips[:MAX_IPS]
+        if not ips:
+            say("INFO", "No IP in field %r of %d result(s) (%d value(s) not IPs); nothing to do."
+                % (config.field, rows, invalid))
+            return EXIT_OK
+        service = connect(payload["server_uri"], payload["session_key"])
+        lookups = LookupService(service, config)
+        results, pending = lookups.resolve(ips)
+        for level, text in lookups.messages:
+            say("WARN" if level.upper().startswith("WARN") else "ERROR" if level.upper() == "ERROR" else "INFO",
+                text)
+        source = "%s:%s" % (ACTION_NAME, payload.get("search_name") or "adhoc")
+        events = result_events(ips, results, config, payload, lookups.account, lookups.lookback_hours, clock())
+        write_events(service, events, config.index, source)
+        found = sum(1 for ip in ips if (results.get(ip) or {}).get("status") == "found")
+        say("INFO", "sid=%s ips=%d found=%d pending=%d not_ip=%d requests=%d index=%s events=%d"
+            % (payload.get("sid") or "", len(ips), found, len(pending), invalid, lookups.requests, config.index,
+               len(events)))
+        if pending:
+            say("WARN", "%d IP(s) were not answered within %d s; their events say rate_limited."
+                % (len(pending), DEADLINE_S))
+        return EXIT_OK
+    except ActionError as error:
+        say("ERROR", str(error))
+        return error.exit_code
+    except Exception as error:  # one line, never a traceback in splunkd.log
+        say("ERROR", "Unexpected failure: %s: %s" % (type(error).__name__, _short(error)))
+        return EXIT_FAILED
+
+
+def main(argv=None) -> int:
+    from .splunkd import connect
+
+    return run(sys.argv if argv is None else argv, io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"),
+               sys.stderr, connect)
+
+
+def _short(error) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
