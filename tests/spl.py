@@ -121,15 +121,28 @@ def split_args(text: str) -> List[str]:
     return args
 
 
+def quote_token(value: str) -> str:
+    """Simple XML's ``|s`` filter: the value as an SPL string literal (quotes and backslashes escaped)."""
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def substitute_tokens(text: str, values: Dict[str, str]) -> str:
-    """Replaces $name$ (and $name|filter$) with values[name]; $$ stands for $. Unknown: KeyError."""
+    """Replaces $name$ (and $name|s$, quoted as Simple XML does) with values[name]; $$ stands for $.
+    Unknown: KeyError."""
     def replace(match):
         name = match.group(1)
         if name == "":
             return "$"
-        return values[name.split("|", 1)[0]]
+        token, _, filters = name.partition("|")
+        value = values[token]
+        return quote_token(value) if "s" in filters.split("|") else value
 
     return re.sub(r"\$([^$\s]*)\$", replace, text)
+
+
+def tokens_in(text: str) -> List[str]:
+    """Every $token$ or $token|filter$ of ``text`` ($$ is not a token)."""
+    return [name for name in re.findall(r"\$([^$\s]*)\$", text) if name]
 
 
 def expand_macros(spl: str, macros: Dict[str, Dict[str, str]], depth: int = 0) -> str:

@@ -97,10 +97,12 @@ def test_the_lookup_and_its_collection_are_shared_with_every_app_and_written_by_
     meta = parse_conf_file(os.path.join(APP_ROOT, "metadata", "default.meta"))
     for stanza in ("transforms/defenderipstats", "collections/%s" % PUBLISHED):
         assert meta[stanza]["export"] == "system"
-        assert meta[stanza]["access"].replace(" ", "") == "read:[*],write:[admin,sc_admin]"
+        # the same readers as the cache it publishes: the roles that run the command
+        assert meta[stanza]["access"].replace(" ", "") == \
+            "read:[admin,sc_admin,defenderipstats_user],write:[admin,sc_admin]"
 
 
-def test_only_admin_roles_write_the_published_collection_and_every_role_reads_it(splunkd, system):
+def test_only_admin_roles_write_the_published_collection_and_the_commands_roles_read_it(splunkd, system):
     published.publish(system, [stats("192.0.2.1")], "acme", 720, settings())
     splunkd.add_user("analyst", "pw", roles=["defenderipstats_user"])
     analyst = connect(splunkd.base_url, splunkd.new_session_key("analyst"))
@@ -111,6 +113,11 @@ def test_only_admin_roles_write_the_published_collection_and_every_role_reads_it
     assert refused.value.status == 403
     looked_up = make_pipeline(analyst).run(README_LOOKUP, [{"dest_ip": "192.0.2.1"}])
     assert looked_up[0]["prevalence"] == "2"
+    splunkd.add_user("plain", "pw", roles=["user"])
+    with pytest.raises(binding.HTTPError) as hidden:  # a role that does not run the command reads nothing
+        make_pipeline(connect(splunkd.base_url, splunkd.new_session_key("plain"))).run(
+            README_LOOKUP, [{"dest_ip": "192.0.2.1"}])
+    assert hidden.value.status in (403, 404)
 
 
 # -- the lookup as the README shows it ------------------------------------------------------------

@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
-from spl import commands, expand_macros, pipeline, split_args, substitute_tokens
+from spl import commands, expand_macros, pipeline, split_args, substitute_tokens, tokens_in
 
 from defender_ipstats.errors import ConfigurationError
 from defender_ipstats.settings import Options, Settings
@@ -29,7 +29,13 @@ VIEWS = os.path.join(APP_ROOT, "default", "data", "ui", "views")
 NAV = os.path.join(APP_ROOT, "default", "data", "ui", "nav", "default.xml")
 BUILTIN_VIEWS = {"search", "reports", "alerts", "dashboards", "datasets", "analytics_workspace", "home"}
 # Values for dashboard inputs that have no default (the analyst must type them).
-SAMPLE_INPUTS = {"base": "index=proxy dest_ip=*"}
+SAMPLE_INPUTS = {"base": "index=proxy dest_ip=*", "account": "contoso", "ip": "192.0.2.7"}
+# Tokens that are not quoted on purpose: the analyst's own base search, and the time picker's.
+UNQUOTED_TOKENS = ("base", "time.earliest", "time.latest")
+# Crafted input values (a link with form.<token>=...): as plain text, and breaking out of a quote.
+HOSTILE = "x | outputlookup defenderipstats_cache"
+HOSTILE_QUOTED = 'x" | outputlookup defenderipstats_cache | eval y="x'
+
 
 
 def conf(name):
@@ -156,6 +162,24 @@ def test_every_view_parses_and_its_searches_are_valid(path):
         assert command_calls >= 1
 
 
+@pytest.mark.parametrize("path", view_files(), ids=os.path.basename)
+def test_every_token_that_reaches_spl_is_quoted(path):
+    root = ET.parse(path).getroot()
+    tokens = inputs_of(root)
+    searches = searches_of(root)
+    ids = {sid: query for sid, _, query, _ in searches if sid}
+    for _sid, base, query, _element in searches:
+        for name in tokens_in(query):
+            token, _, filters = name.partition("|")
+            assert token in UNQUOTED_TOKENS or "s" in filters.split("|"), "unquoted $%s$ in: %s" % (name, query)
+        full = (ids[base] + "\n" + query) if base else query
+        # A hostile value (a crafted form.field=... link) stays one string: the same commands run.
+        for value in (HOSTILE, HOSTILE_QUOTED):
+            hostile = {k: (v if k in UNQUOTED_TOKENS else value) for k, v in tokens.items()}
+            assert [c[0] for c in commands(substitute_tokens(full, hostile))] == \
+                [c[0] for c in commands(substitute_tokens(full, tokens))]
+
+
 def test_the_dashboard_has_the_panels_analysts_need():
     root = ET.parse(os.path.join(VIEWS, "defenderipstats_overview.xml")).getroot()
     text = ET.tostring(root, encoding="unicode")
@@ -164,7 +188,7 @@ def test_the_dashboard_has_the_panels_analysts_need():
     assert "hit rate" in titles.lower() and "cache size" in titles.lower()
     assert "rare" in titles.lower() and "first seen" in titles.lower()
     assert "source=*defenderipstats.log*" in text and "inputlookup defenderipstats_cache" in text
-    assert "$base$" in text and "$field$" in text         # built on the analyst's own search
+    assert "$base$" in text and "$field|s$" in text       # built on the analyst's own search
     # Both APIs' budgets: per-IP calls against 100/min and 1,500/h, hunting calls against theirs.
     assert "sum(hunting_calls)" in text and "45" in titles and "hunting" in titles.lower()
     # The cache warmer's runs: the scheduler's log joined with the command's summary by sid.
@@ -271,17 +295,22 @@ def test_risk_searches_ship_disabled_and_name_their_figures(name):
         assert 'relative_time(now(), "-24h")' in search and "first_seen_hours_ago" in tokens
 
 
-def test_workflow_action_runs_the_command_on_ip_fields():
+def test_workflow_action_opens_the_dashboard_with_the_value_as_a_token():
     actions = conf("workflow_actions")
     action = actions["defenderipstats_lookup"]
     assert action["label"] == "Defender IP statistics"
-    assert action["type"] == "search"
+    assert action["type"] == "link" and "search.search_string" not in action
     patterns = [re.compile(f.strip().replace("*", ".*")) for f in action["fields"].split(",")]
     for name in ("ip", "src_ip", "dest_ip", "RemoteIP", "clientip", "src", "dest"):
         assert any(p.fullmatch(name) for p in patterns), name
     assert not any(p.fullmatch("user") or p.fullmatch("host") for p in patterns)
-    text = substitute_tokens(action["search.search_string"], {"@field_value": "192.0.2.7"})
-    [args] = calls(text)
+    # Splunk URL-encodes $@field_value$ in link.uri ($!...$ would not): the value arrives as form.ip.
+    assert action["link.uri"] == "/app/TA-defender-ipstats/defenderipstats_overview?form.ip=$@field_value$"
+    root = ET.parse(os.path.join(VIEWS, "defenderipstats_overview.xml")).getroot()
+    assert [i for i in root.iter("input") if i.get("token") == "ip"]
+    one_ip = [q for _, _, q, _ in searches_of(root) if "$ip|s$" in q]
+    assert len(one_ip) == 1
+    [args] = calls(substitute_tokens(one_ip[0], dict(inputs_of(root), ip=HOSTILE)))
     assert check_call(args).field == "ip"
 
 
@@ -340,4 +369,4 @@ def test_props_cut_and_extract_the_real_log(app):
     dashboard = open(os.path.join(VIEWS, "defenderipstats_overview.xml"), encoding="utf-8").read()
     for field in ("api_calls", "cache_hits", "throttled", "rate_limited", "errors", "waited_s", "account"):
         assert field in dashboard and field in pairs, field
-    assert pairs["api_calls"] == "3" and pairs["account"] == "default"
+    assert pairs["api_calls"] == "3" and pairs["account"] == "contoso"

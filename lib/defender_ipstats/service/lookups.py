@@ -16,7 +16,7 @@ permitted, how many 200s and 404s the per-IP endpoint gave) travels with the req
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
 from ..cache import KVStoreCache, SafeCache
@@ -80,20 +80,61 @@ def settings_answer(settings) -> dict:
 
 
 def account_for(ctx: RequestContext, requested: str):
-    """(settings, account) for the caller, or a readable error; errors list other accounts to admins only."""
+    """(settings, account) for the caller, or a readable error; errors list other accounts to admins only.
+
+    In the settings returned, ``default_account`` names the account a search without ``account=``
+    gets (empty when that is ambiguous), whatever the .conf says (empty: the one configured account).
+    """
     config = ctx.config
     settings = config.settings()
-    account = config.account_directory(ctx.logger).resolve(requested, settings.default_account,
-                                                            list_names=ctx.caller.is_admin)
+    directory = config.account_directory(ctx.logger)
+    account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin)
     if not account.allows(ctx.caller.roles):
         raise Forbidden("You (user %s) may not use the Defender account '%s': an admin limited it to certain roles "
                         "(allowed_roles)." % (ctx.caller.user, account.name))
-    return settings, account
+    try:
+        default = account.name if not requested.strip() else directory.resolve("", settings.default_account).name
+    except DefenderIpStatsError:
+        default = ""
+    return replace(settings, default_account=default), account
 
 
 def describe(ctx: RequestContext) -> dict:
     settings, account = account_for(ctx, ctx.params.get("account", ""))
     return {"account": account.name, "settings": settings_answer(settings)}
+
+
+class PublishingCache:
+    """The cache, and next to every write the published lookup (``defenderipstats``) when the answers
+    are the default account's for the default look-back. Publishing never fails a lookup."""
+
+    def __init__(self, cache, service, account: str, lookback_hours: int, settings, logger):
+        self.cache = cache
+        self.service = service
+        self.account = account
+        self.lookback_hours = lookback_hours
+        self.settings = settings
+        self.logger = logger
+
+    @property
+    def hits(self) -> int:
+        return self.cache.hits
+
+    def get_many(self, ips):
+        return self.cache.get_many(ips)
+
+    def put_many(self, results):
+        from .. import published
+
+        results = list(results)
+        self.cache.put_many(results)
+        try:
+            published.publish(self.service, results, self.account, self.lookback_hours, self.settings)
+        except Exception as error:  # the lookup still answers; the hourly rebuild catches up
+            from ..cache import describe_failure
+
+            self.logger.warning("could not publish %d answers to the lookup defenderipstats: %s", len(results),
+                                describe_failure(error))
 
 
 class Messages:
@@ -135,9 +176,11 @@ class LookupJob:
         params, logger = self.params, self.ctx.logger
         cache = None
         if params.cache != "off":
-            cache = SafeCache(KVStoreCache(self.ctx.system_service(timeout=KVSTORE_TIMEOUT), self.account.name,
-                                           params.lookback_hours, self.settings.cache_ttl, self.settings.not_seen_ttl),
-                              self.messages.warn, logger)
+            kv_service = self.ctx.system_service(timeout=KVSTORE_TIMEOUT)
+            cache = PublishingCache(
+                SafeCache(KVStoreCache(kv_service, self.account.name, params.lookback_hours, self.settings.cache_ttl,
+                                       self.settings.not_seen_ttl), self.messages.warn, logger),
+                kv_service, self.account.name, params.lookback_hours, self.settings, logger)
         answers = Resolver(cache, self, params.cache).resolve(list(params.ips)) if params.ips else {}
         results, pending = {}, []
         for ip, stats in answers.items():
