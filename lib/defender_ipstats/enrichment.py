@@ -123,7 +123,7 @@ class Enrichment:
     def _build_fetcher(self):
         from .backends import BackendRouter
         from .client import DefenderClient
-        from .hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE, HuntingClient, HuntingFetcher
+        from .hunting import HuntingClient, HuntingFetcher
 
         account, options = self.account, self.options
         first = "graph" if options.backend == "hunting" else "api"  # the token the search needs first
@@ -142,8 +142,9 @@ class Enrichment:
             self.graph_tokens = self.access.tokens(account.graph_scope, session)
             self.hunting_client = HuntingClient(account.effective_graph_url, _RedactingTokens(self.graph_tokens),
                                                 session)
-            hunting_limiter = host_limiter("hunting", account.tenant_id, account.client_id,
-                                           [(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)],
+            settings = self.settings
+            hunting_limits = [(settings.hunting_rate_per_minute, 60.0), (settings.hunting_rate_per_hour, 3600.0)]
+            hunting_limiter = host_limiter("hunting", account.tenant_id, account.client_id, hunting_limits,
                                            logger=self.logger)
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, options.lookback_hours, self.allowance,
                                      should_stop=self.should_stop)
