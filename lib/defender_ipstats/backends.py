@@ -31,6 +31,7 @@ class BackendRouter:
         self.threshold = threshold
         self.hunting_usable = hunting is not None
         self.per_ip_retired = False
+        self.switch_noted = False
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         if self.mode == "ipstats":
@@ -88,6 +89,8 @@ class BackendRouter:
                              "ThreatHunting.Read.All." % ("403" if isinstance(fatal, AuthorizationError)
                                                           else "sign-in failed"))
             return None
-        if any(stats.source == SOURCE_HUNTING and stats.status in (FOUND, NOT_SEEN) for stats in answers.values()):
+        if not self.switch_noted and any(stats.source == SOURCE_HUNTING and stats.status in (FOUND, NOT_SEEN)
+                                         for stats in answers.values()):
+            self.switch_noted = True
             self.say("INFO", SWITCH_NOTE)
         return answers

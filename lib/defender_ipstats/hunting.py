@@ -81,12 +81,13 @@ RESULT_SCHEMA = {
 _validate = LazyValidator(RESULT_SCHEMA)
 
 # The query, cheapest filter first (docs/hunting.md): the time range, then the listed IPs on the table
-# column, then the IPv4-mapped form folded into IPv4, then exact distinct devices per IP.
+# column (in~: the letter case of stored IPv6 is not documented), then each row's IP in one spelling
+# (IPv4-mapped folded into IPv4, lower case), then exact distinct devices per IP.
 _QUERY_TEMPLATE = (
     "DeviceNetworkEvents"
     " | where Timestamp > ago(%dh)"
     " | where RemoteIP in~ (%s)"
-    ' | extend IP = iff(RemoteIP startswith "::ffff:", substring(RemoteIP, 7), RemoteIP)'
+    ' | extend IP = tolower(iff(RemoteIP startswith "::ffff:", substring(RemoteIP, 7), RemoteIP))'
     " | summarize FirstSeen = min(Timestamp), LastSeen = max(Timestamp) by IP, DeviceId"
     " | summarize DeviceCount = count(), FirstSeen = min(FirstSeen), LastSeen = max(LastSeen) by RemoteIP = IP"
 )

@@ -42,7 +42,7 @@ DEVICE_NETWORK_EVENTS = {
 
 WORST_IPV4 = ["%d.%d.%d.%d" % (100 + i % 156, 100 + i // 156 % 156, 100 + i // 24336 % 156, 255)
               for i in range(5000)]
-WORST_IPV6 = ["2001:db8:%x:%x:abcd:ef01:2345:%x" % (0x1000 + i % 0xefff, 0x1000 + i // 0xefff, 0x1000 + i)
+WORST_IPV6 = ["fd12:3456:%x:%x:abcd:ef01:2345:%x" % (0x1000 + i % 0xefff, 0x1000 + i // 0xefff, 0x1000 + i)
               for i in range(5000)]
 
 
