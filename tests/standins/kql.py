@@ -408,9 +408,16 @@ _AGGREGATES: Dict[str, Callable] = {
 }
 
 
+_SCALARS = {"ago", "now", "iff", "iif", "substring", "tolower", "toupper", "strlen", "isempty", "isnotempty",
+            "not", "tostring"}
+
+
 def _check_names(expr, columns):
+    """Names are resolved before any row is read, as Kusto's semantic pass does (an empty table too)."""
     if expr[0] == "col" and expr[1] not in columns:
         raise KqlError("Semantic error: Failed to resolve scalar expression named '%s'" % expr[1])
+    if expr[0] == "call" and expr[1] not in _SCALARS and expr[1] not in _AGGREGATES:
+        raise KqlError("Semantic error: Unknown function: '%s'." % expr[1])
     for part in expr[1:]:
         if isinstance(part, tuple):
             _check_names(part, columns)
