@@ -4,7 +4,8 @@ The query is parsed and run by a small KQL interpreter (``kql.py``) over a synth
 ``DeviceNetworkEvents`` table (``device_events.py``), so any query with the same meaning gets the
 same answer, and a wrong query a wrong one; what the interpreter does not know is 400, as a KQL
 the service cannot run would be. Answers have Graph's ``{"schema": [...], "results": [...]}`` shape,
-datetimes with 7 fractional digits when they have any. ``Timespan`` in the body limits the rows
+datetimes with 7 fractional digits as in Microsoft's examples (``2020-08-30T06:38:35.7664356Z``);
+a time without a fraction is written without one (assumed, not documented). ``Timespan`` in the body limits the rows
 by ``Timestamp``, as documented.
 
 Tokens must be Graph tokens (scope https://graph.microsoft.com/.default) with the
