@@ -6,6 +6,7 @@ PYTESTS ?= 3.9 3.13
 setup:
 	@./dev/bootstrap.sh
 	@./dev/browser_deps.sh
+	@./dev/kql_deps.sh
 
 demo: setup
 	.venv/py3.13/bin/python dev/demo.py

@@ -229,6 +229,20 @@ def main():
                 rows.append(("   bulk cold: %d IPs, backend=hunting" % bulk_distinct,
                              "%d calls, %.1f s" % (calls, wall), "%d enriched" % enriched,
                              "<= 5 calls, <= 60 s", yes(calls <= 5 and wall <= 60 and enriched == bulk_distinct)))
+        # The longest queries: every IPv4 octet with three digits (the batch is cut by the query's length).
+        worst = ["%d.%d.%d.%d" % (100 + i % 156, 100 + i // 156 % 156, 200 + i // 24336, 255)
+                 for i in range(bulk_distinct)]
+        worst_chunks = [[{"src_ip": ip} for ip in worst[i:i + 2500]] for i in range(0, bulk_distinct, 2500)]
+        hunting_before = defender.hunting.calls()
+        started = time.time()
+        run = app.search(["field=src_ip", "backend=hunting", "cache=off"], worst_chunks, timeout=1800)
+        wall = time.time() - started
+        calls = defender.hunting.calls() - hunting_before
+        enriched = sum(1 for r in run.records if r["defender_status"] in ("found", "not_seen"))
+        longest = max(len(r.query or "") for r in defender.hunting.requests[hunting_before:])
+        rows.append(("   bulk cold: %d IPs, three-digit octets, backend=hunting" % bulk_distinct,
+                     "%d calls, %.1f s" % (calls, wall), "%d enriched; longest query %d chars" % (enriched, longest),
+                     "<= 5 calls, <= 60 s", yes(calls <= 5 and wall <= 60 and enriched == bulk_distinct)))
         del run
 
         # 1, 3, 4. Warm: the same distinct IPs, all cached.

@@ -10,10 +10,14 @@ from typing import Callable, Dict, List, Optional
 
 from .errors import AuthenticationError, AuthorizationError
 from .fetcher import RETIRED_REASON
-from .model import NOT_SEEN, RATE_LIMITED, SOURCE_API, IpStats
+from .model import FOUND, NOT_SEEN, RATE_LIMITED, SOURCE_API, SOURCE_HUNTING, IpStats
 
 # More cold IPs than this in one chunk cost more per-IP calls than one hunting query is worth.
 AUTO_HUNTING_THRESHOLD = 50
+# Said once, when auto first answers from hunting: the figures mean something else there.
+SWITCH_NOTE = ("Some IPs were looked up with advanced hunting (defender_source=hunting): there defender_prevalence "
+               "counts the distinct devices with a network event to the IP in DeviceNetworkEvents within the "
+               "look-back, which can differ from the per-IP endpoint's organisation prevalence.")
 
 
 class BackendRouter:
@@ -27,6 +31,7 @@ class BackendRouter:
         self.threshold = threshold
         self.hunting_usable = hunting is not None
         self.per_ip_retired = False
+        self.switch_noted = False
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         if self.mode == "ipstats":
@@ -84,4 +89,8 @@ class BackendRouter:
                              "ThreatHunting.Read.All." % ("403" if isinstance(fatal, AuthorizationError)
                                                           else "sign-in failed"))
             return None
+        if not self.switch_noted and any(stats.source == SOURCE_HUNTING and stats.status in (FOUND, NOT_SEEN)
+                                         for stats in answers.values()):
+            self.switch_noted = True
+            self.say("INFO", SWITCH_NOTE)
         return answers

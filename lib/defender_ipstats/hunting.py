@@ -3,27 +3,59 @@
 ``POST {graph}/v1.0/security/runHuntingQuery`` with a KQL query over ``DeviceNetworkEvents``
 that counts, per remote IP of a batch, the distinct devices that connected to it and the first
 and last time, within the look-back. It approximates the per-IP statistics endpoint (what
-counts as a connection may differ); IPs absent from the result were not seen.
+counts as a connection may differ); IPs absent from the result were not seen. Why the query has
+its shape, and the service limits it is sized for: docs/hunting.md.
 
 The query text is built only from canonical IPs (checked again here) and integers: no field
 value ever reaches it.
+
+Answers and what becomes of them:
+
+- 200: every IP of the batch gets found/not_seen (cached);
+- 429, or 400 "exceeded the allowed limits" (the tenant's CPU quota for the 15-minute cycle):
+  ``QuotaExceeded``; the fetcher pauses the shared hunting limiter (Retry-After, else a capped
+  exponential delay), so every search on the host waits, then tries again within ``maxwait``;
+  never cached;
+- 5xx: retried once after a short backoff, then ``error``;
+- 401 once: a fresh token and again; 401/403 after that: fatal for the search;
+- anything else (other 400s, a timeout, a broken connection, a malformed answer): ``error``.
 """
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
-from .client import LazyValidator, Throttled, error_message, is_canonical_ip, retry_after_seconds
+from .client import LazyValidator, error_message, is_canonical_ip, retry_after_seconds
 from .errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
+from .fetcher import STOPPED_REASON
 from .model import ERROR, FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats, failed, pending, rate_limited
 
-# 2,500 IPs make a query of under 100 kB (an IPv4 address is listed in two forms) and at most
-# 2,500 result rows: far inside the 100,000-row limit, and light on the per-query CPU quota.
-# A chunk of events needs one call per 2,500 of its cold IPs.
-BATCH_SIZE = 2500
+# Graph stops a hunting request after 3 minutes; the app gives up a little earlier, so that its own
+# timeout, not a half-answered connection, decides.
+QUERY_TIMEOUT = 170.0
+# Size of one query. Microsoft documents no limit on the query text; the app keeps each query under
+# MAX_QUERY_CHARS and fills batches to QUERY_BUDGET (10 % headroom), measured on the text itself:
+# an IPv4 address costs up to 45 characters (it is listed twice, plain and IPv4-mapped), an IPv6
+# address up to 43. Worst case, about 2,000 IPs a query; random IPv4s, about 2,300.
+MAX_QUERY_CHARS = 100000
+QUERY_BUDGET = 90000
+# At most this many IPs a query: as many result rows at most, far under the 100,000-row limit.
+MAX_BATCH_IPS = 2500
+# Defaults of the hunting budget (settings hunting_rate_per_minute / _per_hour). Microsoft documents
+# "at least 45 calls a minute" per tenant for Graph's advanced hunting; 1,500 an hour is the older
+# Defender for Endpoint API's figure, kept as a cautious hourly cap.
 HUNTING_PER_MINUTE = 45
 HUNTING_PER_HOUR = 1500
-QUERY_TIMEOUT = 200  # seconds: the service allows a single query to run about that long
+# The CPU quota: how many quota answers a batch may meet, and the delay when Graph gives no Retry-After
+# (doubling from the first to the cap; the quota's cycle is 15 minutes).
+MAX_QUOTA_ANSWERS = 3
+QUOTA_BACKOFF_FIRST = 10.0
+QUOTA_BACKOFF_CAP = 300.0
+SERVER_ERROR_BACKOFF = 2.0  # seconds before the one retry of a 5xx
+WAIT_STEP = 1.0
+
+_QUOTA_MESSAGE = re.compile(r"exceeded the allowed limits", re.IGNORECASE)
 
 RESULT_SCHEMA = {
     "type": "object",
@@ -48,35 +80,86 @@ RESULT_SCHEMA = {
 
 _validate = LazyValidator(RESULT_SCHEMA)
 
+# The query, cheapest filter first (docs/hunting.md): the time range, then the listed IPs on the table
+# column (in~: the letter case of stored IPv6 is not documented), then each row's IP in one spelling
+# (IPv4-mapped folded into IPv4, lower case), then exact distinct devices per IP.
+_QUERY_TEMPLATE = (
+    "DeviceNetworkEvents"
+    " | where Timestamp > ago(%dh)"
+    " | where RemoteIP in~ (%s)"
+    ' | extend IP = tolower(iff(RemoteIP startswith "::ffff:", substring(RemoteIP, 7), RemoteIP))'
+    " | summarize FirstSeen = min(Timestamp), LastSeen = max(Timestamp) by IP, DeviceId"
+    " | summarize DeviceCount = count(), FirstSeen = min(FirstSeen), LastSeen = max(LastSeen) by RemoteIP = IP"
+)
+_SEPARATOR = ", "
+
+
+def _listed(ip: str) -> str:
+    """The string literals for one IP: an IPv4 also as IPv4-mapped IPv6, which DeviceNetworkEvents may record."""
+    if not is_canonical_ip(ip):
+        raise ValueError("not a canonical IP")
+    if ":" in ip:
+        return '"%s"' % ip
+    return '"%s", "::ffff:%s"' % (ip, ip)
+
 
 def build_query(ips: List[str], lookback_hours: int) -> str:
     """The KQL for one batch. Devices are counted exactly (two summarize steps, not dcount)."""
     hours = int(lookback_hours)
     if not 1 <= hours <= 720:
         raise ValueError("lookback_hours out of range")
-    listed = []
+    if not ips:
+        raise ValueError("no IPs")
+    return _QUERY_TEMPLATE % (hours, _SEPARATOR.join(_listed(ip) for ip in ips))
+
+
+def batches(ips: List[str], budget: int = QUERY_BUDGET, max_ips: int = MAX_BATCH_IPS) -> List[List[str]]:
+    """``ips`` in order, cut into batches whose query text (any look-back) stays within ``budget``."""
+    fixed = len(_QUERY_TEMPLATE % (720, ""))  # 720: the look-back with the most digits
+    out: List[List[str]] = []
+    batch: List[str] = []
+    length = fixed
     for ip in ips:
-        if not is_canonical_ip(ip):
-            raise ValueError("not a canonical IP")
-        listed.append('"%s"' % ip)
-        if ":" not in ip:  # DeviceNetworkEvents may record an IPv4 peer as IPv4-mapped IPv6
-            listed.append('"::ffff:%s"' % ip)
-    return (
-        "DeviceNetworkEvents"
-        " | where Timestamp > ago(%dh)"
-        " | where RemoteIP in~ (%s)"
-        ' | extend IP = iff(RemoteIP startswith "::ffff:", substring(RemoteIP, 7), RemoteIP)'
-        " | summarize FirstSeen = min(Timestamp), LastSeen = max(Timestamp) by IP, DeviceId"
-        " | summarize DeviceCount = count(), FirstSeen = min(FirstSeen), LastSeen = max(LastSeen) by RemoteIP = IP"
-        % (hours, ", ".join(listed))
-    )
+        cost = len(_listed(ip)) + (len(_SEPARATOR) if batch else 0)
+        if batch and (length + cost > budget or len(batch) >= max_ips):
+            out.append(batch)
+            batch, length = [], fixed
+            cost = len(_listed(ip))
+        if fixed + cost > budget:
+            raise ValueError("query budget too small for one IP")
+        batch.append(ip)
+        length += cost
+    if batch:
+        out.append(batch)
+    return out
 
 
 @dataclass(frozen=True)
 class HuntingFailure:
-    """A failed query: every IP of the batch gets ``reason``."""
+    """A failed query: every IP of the batch gets ``reason``; ``retryable`` for a 5xx."""
 
     reason: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class QuotaExceeded:
+    """Graph refused the query for the tenant's quota (429, or 400 "exceeded the allowed limits").
+
+    ``retry_after``: the answer's Retry-After in seconds, or None when it had none.
+    """
+
+    status: int
+    retry_after: Optional[float]
+    message: str
+
+
+def _timestamp_key(text: Optional[str]):
+    """A sortable key for Graph's ISO 8601 times (up to 7 fractional digits, or none)."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,7}))?Z?$", text or "")
+    if match is None:
+        return (text or "", 0)
+    return (match.group(1), int((match.group(2) or "").ljust(7, "0")))
 
 
 class HuntingClient:
@@ -87,9 +170,9 @@ class HuntingClient:
         self.timeout = timeout
         self.clock = clock
         self.calls = 0
-        self.throttled = 0
+        self.throttled = 0  # quota answers: 429s and 400 "exceeded the allowed limits"
 
-    def query(self, ips: List[str], lookback_hours: int) -> Union[Dict[str, IpStats], Throttled, HuntingFailure]:
+    def query(self, ips: List[str], lookback_hours: int) -> Union[Dict[str, IpStats], QuotaExceeded, HuntingFailure]:
         body = {"Query": build_query(ips, lookback_hours), "Timespan": "PT%dH" % int(lookback_hours)}
         for attempt in (1, 2):
             token = self.tokens.token()
@@ -119,7 +202,8 @@ class HuntingClient:
         except requests.exceptions.SSLError:
             return HuntingFailure("TLS certificate verification failed")
         except requests.exceptions.Timeout:
-            return HuntingFailure("hunting query timed out")
+            # not retried: a query that ran this long has spent its CPU, and would again
+            return HuntingFailure("hunting query timed out after %d s" % self.timeout)
         except requests.exceptions.ConnectionError:
             return HuntingFailure("connection failed")
         except requests.exceptions.RequestException as error:
@@ -129,19 +213,21 @@ class HuntingClient:
         status = response.status_code
         if status == 200:
             return self._parse(ips, response)
-        if status == 429:
+        message = error_message(response)
+        if status == 429 or (status == 400 and _QUOTA_MESSAGE.search(message)):
             self.throttled += 1
-            return Throttled(retry_after_seconds(response.headers.get("Retry-After")), error_message(response))
+            header = response.headers.get("Retry-After")
+            return QuotaExceeded(status, retry_after_seconds(header) if header is not None else None, message)
         if status == 401:
             raise AuthenticationError("Microsoft Graph rejected a fresh access token (401).")
         if status == 403:
             raise AuthorizationError(
                 "Microsoft Graph refused the hunting query (403): the app registration needs the Microsoft "
-                "Graph application permission ThreatHunting.Read.All with admin consent. %s" % error_message(response)
+                "Graph application permission ThreatHunting.Read.All with admin consent. %s" % message
             )
         if status == 400:
-            return HuntingFailure("hunting query rejected (400): %s" % error_message(response)[:120])
-        return HuntingFailure("Graph API error %d" % status)
+            return HuntingFailure("hunting query rejected (400): %s" % message[:120])
+        return HuntingFailure("Graph API error %d" % status, retryable=500 <= status <= 599)
 
     def _parse(self, ips, response):
         import jsonschema
@@ -163,13 +249,16 @@ class HuntingClient:
             ip = normalise_ip(row["RemoteIP"])
             if ip is None or ip not in wanted:
                 continue
-            count = row["DeviceCount"]
+            count, first, last = row["DeviceCount"], row.get("FirstSeen") or None, row.get("LastSeen") or None
             previous = answers.get(ip)
-            if previous is not None:  # the same IP written two ways: keep the larger count
+            if previous is not None:
+                # the same IP in two rows (written two ways, or repeated): the devices of each row may
+                # overlap, so the larger count is the one that is surely right; the times widen
                 count = max(count, previous.prevalence or 0)
+                first = min((t for t in (first, previous.first_seen) if t), key=_timestamp_key, default=None)
+                last = max((t for t in (last, previous.last_seen) if t), key=_timestamp_key, default=None)
             answers[ip] = IpStats(ip=ip, status=FOUND if count > 0 else NOT_SEEN, prevalence=count,
-                                  first_seen=row.get("FirstSeen") or None, last_seen=row.get("LastSeen") or None,
-                                  source=SOURCE_HUNTING, fetched_at=now)
+                                  first_seen=first, last_seen=last, source=SOURCE_HUNTING, fetched_at=now)
         for ip in ips:
             if ip not in answers:
                 answers[ip] = IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_HUNTING, fetched_at=now)
@@ -177,52 +266,61 @@ class HuntingClient:
 
 
 class HuntingFetcher:
-    """Answers many IPs with few queries, within the hunting budget and the wait allowance."""
+    """Answers many IPs with few queries, within the hunting budget and the wait allowance.
 
-    def __init__(self, client: HuntingClient, limiter, lookback_hours: int, allowance, batch_size: int = BATCH_SIZE,
-                 sleep=time.sleep, clock=time.monotonic, should_stop=None, deadline=None, may_wait=True):
+    ``batch_size``: at most this many IPs a query (the query's length may cut a batch shorter).
+    """
+
+    def __init__(self, client: HuntingClient, limiter, lookback_hours: int, allowance, batch_size: int = MAX_BATCH_IPS,
+                 sleep=time.sleep, clock=time.monotonic, should_stop=None, query_budget: int = QUERY_BUDGET,
+                 deadline: Optional[float] = None, may_wait: bool = True):
         self.client = client
         self.limiter = limiter
         self.lookback_hours = lookback_hours
         self.allowance = allowance
         self.batch_size = batch_size
+        self.query_budget = query_budget
         self.sleep = sleep
         self.clock = clock
         self.should_stop = should_stop
-        self.deadline = deadline  # as for fetcher.Fetcher: no query starts past it
-        self.may_wait = may_wait  # False: budget not free now means pending, not a wait here
-        self.out_of_time = False
-        self.retry_in = 0.0
-        self.stopped = False
         self.fatal: Optional[DefenderIpStatsError] = None
         self.rate_limited = 0
         self.budget_returns_in = 0.0
+        self.stopped = False  # the search was cancelled or finalised: no more calls
+        # As for fetcher.Fetcher: no query starts past ``deadline`` (on ``clock``), and with ``may_wait``
+        # False budget that is not free now makes the batch ``pending`` (``retry_in``), not a wait here.
+        self.deadline = deadline
+        self.may_wait = may_wait
+        self.out_of_time = False
+        self.retry_in = 0.0
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
-        for start in range(0, len(ips), self.batch_size):
-            batch = ips[start:start + self.batch_size]
+        for batch in batches(ips, self.query_budget, self.batch_size):
             answers.update(self._fetch_batch(batch))
         return answers
 
     def _fetch_batch(self, batch):
-        throttles = 0
+        quota_answers = 0
+        retried_server_error = False
+        quota: Optional[QuotaExceeded] = None
         while True:
             if self.fatal is not None:
                 return {ip: failed(ip, "hunting unavailable", SOURCE_HUNTING) for ip in batch}
-            if self.stopped or (self.should_stop is not None and self.should_stop()):
-                from .fetcher import STOPPED_REASON
-
-                self.stopped = True
-                return {ip: failed(ip, STOPPED_REASON, SOURCE_HUNTING) for ip in batch}
             if self.out_of_time or (self.deadline is not None and self.clock() > self.deadline):
                 self.out_of_time = True
                 return {ip: pending(ip) for ip in batch}
             if not self._acquire():
+                if self.stopped:
+                    return {ip: failed(ip, STOPPED_REASON, SOURCE_HUNTING) for ip in batch}
                 if self.out_of_time:
                     return {ip: pending(ip) for ip in batch}
                 self.rate_limited += len(batch)
-                reason = "hunting budget used up; it returns in about %d s" % max(1, round(self.budget_returns_in))
+                returns_in = max(1, round(self.budget_returns_in))
+                if quota is not None:
+                    reason = "Graph hunting quota exceeded (%d); try again in about %d s" % (quota.status, returns_in)
+                else:
+                    reason = "hunting budget used up; it returns in about %d s" % returns_in
                 return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
             try:
                 answer = self.client.query(batch, self.lookback_hours)
@@ -231,19 +329,32 @@ class HuntingFetcher:
                 continue
             finally:
                 self.limiter.completed()  # the query counts from when it surely reached Graph
-            if isinstance(answer, Throttled):
-                throttles += 1
-                self.limiter.pause_for(answer.retry_after)
-                if throttles > 3:
+            if isinstance(answer, QuotaExceeded):
+                quota = answer
+                quota_answers += 1
+                if quota_answers > MAX_QUOTA_ANSWERS:
                     self.rate_limited += len(batch)
-                    return {ip: rate_limited(ip, "Graph answered 429 repeatedly", SOURCE_HUNTING) for ip in batch}
+                    reason = "Graph hunting quota exceeded (%d) %d times in a row" % (answer.status, quota_answers)
+                    return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
+                # every search on the host waits: resubmitting early only prolongs the throttling
+                self.limiter.pause_for(quota_delay(answer, quota_answers))
                 continue
             if isinstance(answer, HuntingFailure):
+                if answer.retryable and not retried_server_error and self._back_off(SERVER_ERROR_BACKOFF):
+                    retried_server_error = True
+                    continue
                 return {ip: IpStats(ip=ip, status=ERROR, source=SOURCE_HUNTING, error=answer.reason) for ip in batch}
             return answer
 
+    def _stopping(self) -> bool:
+        if not self.stopped and self.should_stop is not None and self.should_stop():
+            self.stopped = True
+        return self.stopped
+
     def _acquire(self) -> bool:
         while True:
+            if self._stopping():
+                return False
             wait = self.limiter.try_acquire()
             if wait <= 0:
                 return True
@@ -254,6 +365,28 @@ class HuntingFetcher:
                 self.retry_in = wait
                 self.out_of_time = True
                 return False
-            started = self.clock()
-            self.sleep(min(wait, 1.0))
-            self.allowance.spend(self.clock() - started)
+            self._sleep_step(wait)
+
+    def _back_off(self, delay: float) -> bool:
+        """Wait ``delay`` seconds from the search's allowance; False when it does not fit or the search stops."""
+        if delay > self.allowance.remaining:
+            return False
+        until = self.clock() + delay
+        while not self._stopping():
+            left = until - self.clock()
+            if left <= 0:
+                return True
+            self._sleep_step(left)
+        return False
+
+    def _sleep_step(self, seconds: float) -> None:
+        started = self.clock()
+        self.sleep(min(seconds, WAIT_STEP))
+        self.allowance.spend(self.clock() - started)
+
+
+def quota_delay(answer: QuotaExceeded, nth: int) -> float:
+    """Seconds to pause after the ``nth`` quota answer in a row: its Retry-After, else doubling to a cap."""
+    if answer.retry_after is not None:
+        return answer.retry_after
+    return min(QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST * 2 ** (nth - 1))

@@ -82,6 +82,8 @@ class Settings:
     rate_per_hour: int = 1500
     log_level: str = "INFO"
     backend: str = "auto"
+    hunting_rate_per_minute: int = 45
+    hunting_rate_per_hour: int = 1500
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -108,6 +110,12 @@ class Settings:
                                     1, 1_000_000, where=where),
             log_level=_parse_level(get("log_level", defaults.log_level), where),
             backend=parse_choice("backend", get("backend", defaults.backend), BACKENDS, where),
+            hunting_rate_per_minute=parse_int(
+                "hunting_rate_per_minute", get("hunting_rate_per_minute", defaults.hunting_rate_per_minute),
+                1, 100_000, where=where),
+            hunting_rate_per_hour=parse_int(
+                "hunting_rate_per_hour", get("hunting_rate_per_hour", defaults.hunting_rate_per_hour),
+                1, 1_000_000, where=where),
         )
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "api_body",
     "ips",
     "has_fractional_timestamps",
+    "activity",
 ]
 
 #: The fixed "now" of the dataset; results never depend on the real clock.
@@ -158,6 +159,16 @@ def ip_stats(ip: str, lookback_hours: int = MAX_LOOKBACK_HOURS) -> Optional[Dict
         "orgFirstSeen": _format_ticks_before_now(first_age),
         "orgLastSeen": _format_ticks_before_now(p.last_age),
     }
+
+
+def activity(ip: str) -> Optional[Dict[str, object]]:
+    """The clock-free activity of a canonical IP (``active``, ``prevalence``, and ``last_age``/``first_age``
+    in ticks before ``REFERENCE_NOW``), for the stand-in's event table; ``None`` for a non-IP."""
+    try:
+        p = _Profile(canonical(ip))
+    except ValueError:
+        return None
+    return {"active": p.active, "prevalence": p.prevalence, "last_age": p.last_age, "first_age": p.first_age}
 
 
 def status_of(ip: str, lookback_hours: int = MAX_LOOKBACK_HOURS) -> str:

@@ -1,11 +1,22 @@
 """Microsoft Graph advanced hunting for the Defender stand-in: ``POST /v1.0/security/runHuntingQuery``.
 
-It accepts exactly the query shape the app sends (lib/defender_ipstats/hunting.py), parses the IP
-list and the look-back, and answers from the same deterministic dataset as the per-IP endpoint,
-in Graph's ``{"schema": [...], "results": [...]}`` shape. Anything else is 400, as a KQL the
-service cannot run would be. Tokens must be Graph tokens (scope https://graph.microsoft.com/.default)
-with the ThreatHunting.Read.All role; the calls have their own per-(tenant, client) windows
-(45 a minute, 1,500 an hour by default).
+The query is parsed and run by a small KQL interpreter (``kql.py``) over a synthetic
+``DeviceNetworkEvents`` table (``device_events.py``), so any query with the same meaning gets the
+same answer, and a wrong query a wrong one; what the interpreter does not know is 400, as a KQL
+the service cannot run would be. Answers have Graph's ``{"schema": [...], "results": [...]}`` shape,
+datetimes with 7 fractional digits as in Microsoft's examples (``2020-08-30T06:38:35.7664356Z``);
+a time without a fraction is written without one (assumed, not documented). ``Timespan`` in the body limits the rows
+by ``Timestamp``, as documented.
+
+Tokens must be Graph tokens (scope https://graph.microsoft.com/.default) with the
+ThreatHunting.Read.All role; the calls have their own per-(tenant, client) windows (45 a minute,
+1,500 an hour by default).
+
+Not confirmed by Microsoft, modelled here: a query text over ``MAX_QUERY_CHARS`` is refused (400);
+Microsoft documents no figure (the app keeps its queries under the same figure, with headroom).
+Injected faults (``inject``) model the documented quota answers: 429, and 400 "Query execution
+has exceeded the allowed limits" (the tenant's CPU quota), each with or without Retry-After;
+5xx; a malformed answer; a slow answer (``delay``).
 """
 
 import json
@@ -18,35 +29,27 @@ from typing import Any, Dict, List, Optional
 
 try:
     from . import dataset as _dataset
+    from . import device_events as _events
+    from . import kql as _kql
 except ImportError:  # pragma: no cover
     import dataset as _dataset  # type: ignore
+    import device_events as _events  # type: ignore
+    import kql as _kql  # type: ignore
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 THREAT_HUNTING_READ_ALL = "ThreatHunting.Read.All"
 GRAPH_CONTEXT = "https://graph.microsoft.com/v1.0/$metadata#microsoft.graph.security.huntingQueryResults"
 HUNTING_PATH = "/v1.0/security/runHuntingQuery"
-
-_QUERY = re.compile(
-    r"DeviceNetworkEvents"
-    r" \| where Timestamp > ago\((?P<hours>[0-9]{1,3})h\)"
-    r" \| where RemoteIP in~ \((?P<list>[^()]*)\)"
-    r' \| extend IP = iff\(RemoteIP startswith "::ffff:", substring\(RemoteIP, 7\), RemoteIP\)'
-    r" \| summarize FirstSeen = min\(Timestamp\), LastSeen = max\(Timestamp\) by IP, DeviceId"
-    r" \| summarize DeviceCount = count\(\), FirstSeen = min\(FirstSeen\), LastSeen = max\(LastSeen\)"
-    r" by RemoteIP = IP\Z"
-)
-_LISTED = re.compile(r'"([0-9A-Fa-f.:]{1,45})"')
-SCHEMA = [
-    {"name": "RemoteIP", "type": "String"},
-    {"name": "DeviceCount", "type": "Int64"},
-    {"name": "FirstSeen", "type": "DateTime"},
-    {"name": "LastSeen", "type": "DateTime"},
-]
+MAX_QUERY_CHARS = 100000
+QUOTA_MESSAGE = ("Query execution has exceeded the allowed limits. The query used too many resources "
+                 "(CPU quota for this 15-minute cycle). Try again later.")
+_TIMESPAN = re.compile(r"PT?(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?\Z")
 
 
 class HuntingRecord:
     def __init__(self, ips: List[str], lookback: Optional[int], status: int, token: Optional[str]):
         self.ips, self.lookback, self.status, self.token = ips, lookback, status, token
+        self.query: Optional[str] = None
         self.time = time.time()
 
     def __repr__(self):
@@ -68,25 +71,36 @@ class HuntingService:
     def calls(self, status=None) -> int:
         return sum(1 for r in self.requests if status is None or r.status == status)
 
-    def inject(self, fault, times: int = 1) -> None:
-        """A status (400, 500, 503, 429...) or "malformed" for the next ``times`` queries."""
+    def inject(self, fault, times: int = 1, retry_after: Optional[str] = "default", delay: float = 0.0) -> None:
+        """A status (400, 500, 503, 429...), "quota" (400 "exceeded the allowed limits"), "malformed" or
+        "slow" (answer normally after ``delay`` seconds) for the next ``times`` queries. ``retry_after``:
+        the Retry-After header of a 429 or quota answer ("default": "1" on a 429, none on a quota 400;
+        None: none)."""
+        if retry_after == "default":
+            retry_after = "1" if fault == 429 else None
         with self._lock:
-            self.faults.extend([fault] * times)
+            self.faults.extend([(fault, retry_after, delay)] * times)
 
     def handle(self, handler, raw_body: bytes) -> None:
         token = _bearer(handler.headers.get("Authorization") or "")
         record = HuntingRecord([], None, 0, token)
         with self._lock:
             self.requests.append(record)
-            fault = self.faults.popleft() if self.faults else None
+            fault, retry_after, delay = self.faults.popleft() if self.faults else (None, None, 0.0)
+        if delay:
+            time.sleep(delay)
         if handler.command != "POST":
             return self._error(handler, record, 405, "Request_BadRequest", "Only POST is supported.")
         if fault == "malformed":
             record.status = 200
             return handler._send(200, b'{"schema": [], "results": [{"RemoteIP": "1.', "application/json")
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        if fault == "quota":
+            return self._error(handler, record, 400, "BadRequest", QUOTA_MESSAGE, headers)
+        if fault == 429:
+            return self._error(handler, record, 429, "TooManyRequests", "Too many requests.", headers)
         if isinstance(fault, int):
-            headers = {"Retry-After": "1"} if fault == 429 else None
-            return self._error(handler, record, fault, "InjectedFault", "Injected error.", headers)
+            return self._error(handler, record, fault, "InjectedFault", "Injected error.")
         st = self.standin
         tok = st._tokens.get(token) if token else None
         if tok is None or st._is_expired(tok):
@@ -104,30 +118,43 @@ class HuntingService:
         except (UnicodeDecodeError, ValueError):
             return self._error(handler, record, 400, "BadRequest", "The request body is not valid JSON.")
         query = body.get("Query") if isinstance(body, dict) else None
-        match = _QUERY.match(query) if isinstance(query, str) else None
-        if match is None:
-            return self._error(handler, record, 400, "BadRequest", "Query could not be parsed.")
-        hours = int(match.group("hours"))
+        if not isinstance(query, str) or not query.strip():
+            return self._error(handler, record, 400, "BadRequest", "Query is required.")
+        if len(query) > MAX_QUERY_CHARS:
+            return self._error(handler, record, 400, "BadRequest", "Query text is too long.")
+        not_before = None
         timespan = body.get("Timespan")
-        if not 1 <= hours <= 720 or (timespan is not None and timespan != "PT%dH" % hours):
-            return self._error(handler, record, 400, "BadRequest", "Invalid time range.")
-        listed = match.group("list")
-        ips = _LISTED.findall(listed)
-        if not ips or ", ".join('"%s"' % ip for ip in ips) != listed:
-            return self._error(handler, record, 400, "BadRequest", "Query could not be parsed.")
-        record.ips, record.lookback = ips, hours
-        rows = {}
-        for text in ips:
-            try:
-                canonical = _dataset.canonical(text)
-            except ValueError:
-                return self._error(handler, record, 400, "BadRequest", "Invalid IP literal %s." % text)
-            stats = _dataset.ip_stats(canonical, hours)
-            if stats and stats["organizationPrevalence"] > 0:
-                rows[canonical] = {"RemoteIP": canonical, "DeviceCount": stats["organizationPrevalence"],
-                                   "FirstSeen": stats["orgFirstSeen"], "LastSeen": stats["orgLastSeen"]}
+        if timespan is not None:
+            match = _TIMESPAN.match(timespan) if isinstance(timespan, str) else None
+            if match is None or not any(match.groups()):
+                return self._error(handler, record, 400, "BadRequest", "Invalid Timespan.")
+            d, h, m, sec = (int(g or 0) for g in match.groups())
+            not_before = _events.NOW_TICKS - ((d * 24 + h) * 3600 + m * 60 + sec) * _kql.TICKS_PER_SECOND
+        looked_up: List[str] = []
+
+        def rows_for(literals):
+            rows, seen = [], set()
+            for literal in literals:
+                try:
+                    canonical = _dataset.canonical(literal)
+                except ValueError:
+                    continue
+                looked_up.append(literal)
+                if canonical not in seen:
+                    seen.add(canonical)
+                    rows.extend(dict(row, Timestamp=_kql.DateTime(row["Timestamp"]))
+                                for row in _events.rows_for(canonical))
+            return rows
+
+        try:
+            schema, results = _kql.run(query, rows_for, _events.SCHEMA, "DeviceNetworkEvents",
+                                       _events.NOW_TICKS, not_before)
+        except _kql.KqlError as error:
+            return self._error(handler, record, 400, "BadRequest", str(error))
+        record.ips, record.query = looked_up, query
+        record.lookback = _lookback_hours(query)
         record.status = 200
-        handler._send_json(200, {"@odata.context": GRAPH_CONTEXT, "schema": SCHEMA, "results": list(rows.values())},
+        handler._send_json(200, {"@odata.context": GRAPH_CONTEXT, "schema": schema, "results": results},
                            "application/json; odata.metadata=minimal; charset=utf-8")
 
     def _admit(self, key):
@@ -155,6 +182,11 @@ class HuntingService:
                           "innerError": {"date": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                          "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}}}
         handler._send_json(status, body, "application/json", headers)
+
+
+def _lookback_hours(query: str) -> Optional[int]:
+    match = re.search(r"ago\((\d+)h\)", query)
+    return int(match.group(1)) if match else None
 
 
 def _bearer(header: str) -> Optional[str]:

@@ -1,6 +1,6 @@
 """The backend router (ipstats / hunting / auto), with fake fetchers."""
 
-from defender_ipstats.backends import BackendRouter
+from defender_ipstats.backends import SWITCH_NOTE, BackendRouter
 from defender_ipstats.errors import AuthorizationError
 from defender_ipstats.fetcher import RETIRED_REASON
 from defender_ipstats.model import FOUND, NOT_SEEN, RATE_LIMITED, SOURCE_API, SOURCE_HUNTING, IpStats, failed
@@ -52,6 +52,9 @@ def test_auto_many_ips_use_hunting():
     answers = r.fetch_many(ips)
     assert {a.source for a in answers.values()} == {SOURCE_HUNTING}
     assert no_wait.asked == [] and hunting.asked == [ips]
+    assert said == [("INFO", SWITCH_NOTE)] and "distinct devices" in SWITCH_NOTE
+    r.fetch_many(["10.1.0.%d" % i for i in range(10)])
+    assert len(said) == 1
 
 
 def test_auto_spills_rate_limited_ips_to_hunting():
@@ -66,9 +69,11 @@ def test_auto_switches_for_good_when_the_endpoint_is_retired():
     client.looks_retired = True
     answers = r.fetch_many(["1.1.1.1"])
     assert answers["1.1.1.1"].source == SOURCE_HUNTING
-    assert [level for level, _ in said] == ["WARN"] and "retired" in said[0][1]
+    assert [level for level, _ in said] == ["WARN", "INFO"] and "retired" in said[0][1]
+    assert said[1][1] == SWITCH_NOTE
     r.fetch_many(["2.2.2.2"])  # later chunks go straight to hunting
     assert no_wait.asked == [["1.1.1.1"]]
+    assert len(said) == 2  # the note about hunting's figures is said once
 
 
 def test_auto_retired_by_404s_asks_hunting_again_for_the_not_seen():

@@ -76,3 +76,12 @@ def test_account_overrides_and_ca_bundle():
 def test_account_errors(stanza, message):
     with pytest.raises(ConfigurationError, match=message):
         Account.from_conf("x", stanza)
+
+
+def test_hunting_budget_settings():
+    assert (Settings().hunting_rate_per_minute, Settings().hunting_rate_per_hour) == (45, 1500)
+    parsed = Settings.from_conf({"hunting_rate_per_minute": "30", "hunting_rate_per_hour": "900"})
+    assert (parsed.hunting_rate_per_minute, parsed.hunting_rate_per_hour) == (30, 900)
+    for key in ("hunting_rate_per_minute", "hunting_rate_per_hour"):
+        with pytest.raises(ConfigurationError, match=r"\[settings\] %s" % key):
+            Settings.from_conf({key: "0"})

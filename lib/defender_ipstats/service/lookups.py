@@ -306,13 +306,7 @@ class LookupJob:
 
 
 def _hunting_limits(settings):
-    per_minute = getattr(settings, "hunting_rate_per_minute", None)
-    per_hour = getattr(settings, "hunting_rate_per_hour", None)
-    if per_minute is None or per_hour is None:
-        from ..hunting import HUNTING_PER_HOUR, HUNTING_PER_MINUTE
-
-        per_minute, per_hour = HUNTING_PER_MINUTE, HUNTING_PER_HOUR
-    return [(per_minute, 60.0), (per_hour, 3600.0)]
+    return [(settings.hunting_rate_per_minute, 60.0), (settings.hunting_rate_per_hour, 3600.0)]
 
 
 def _as_dict(stats: IpStats) -> dict:
