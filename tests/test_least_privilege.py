@@ -50,7 +50,8 @@ def _rest(app, user, user_password, method, path, body=None, headers=None, **for
     else:
         data, query = (body.encode() if isinstance(body, str) else body), "?" + urllib.parse.urlencode(params)
     request = urllib.request.Request(app.splunkd.base_url + path + query, data=data, method=method)
-    request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, user_password)).encode()).decode())
+    credentials = base64.b64encode(("%s:%s" % (user, user_password)).encode()).decode()
+    request.add_header("Authorization", "Basic " + credentials)
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:

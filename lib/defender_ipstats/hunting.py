@@ -273,7 +273,7 @@ class HuntingFetcher:
 
     def __init__(self, client: HuntingClient, limiter, lookback_hours: int, allowance, batch_size: int = MAX_BATCH_IPS,
                  sleep=time.sleep, clock=time.monotonic, should_stop=None, query_budget: int = QUERY_BUDGET,
-                 deadline: Optional[float] = None, may_wait: bool = True):
+                 deadline: Optional[float] = None, may_wait: bool = True, quota_streak: int = 0):
         self.client = client
         self.limiter = limiter
         self.lookback_hours = lookback_hours
@@ -293,6 +293,8 @@ class HuntingFetcher:
         self.may_wait = may_wait
         self.out_of_time = False
         self.retry_in = 0.0
+        # Quota answers in a row, carried from the search's earlier requests (the service is stateless).
+        self.quota_streak = quota_streak
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
@@ -301,7 +303,7 @@ class HuntingFetcher:
         return answers
 
     def _fetch_batch(self, batch):
-        quota_answers = 0
+        quota_answers = self.quota_streak
         retried_server_error = False
         quota: Optional[QuotaExceeded] = None
         while True:
@@ -332,6 +334,7 @@ class HuntingFetcher:
             if isinstance(answer, QuotaExceeded):
                 quota = answer
                 quota_answers += 1
+                self.quota_streak = quota_answers
                 if quota_answers > MAX_QUOTA_ANSWERS:
                     self.rate_limited += len(batch)
                     reason = "Graph hunting quota exceeded (%d) %d times in a row" % (answer.status, quota_answers)
@@ -344,6 +347,7 @@ class HuntingFetcher:
                     retried_server_error = True
                     continue
                 return {ip: IpStats(ip=ip, status=ERROR, source=SOURCE_HUNTING, error=answer.reason) for ip in batch}
+            self.quota_streak = 0
             return answer
 
     def _stopping(self) -> bool:

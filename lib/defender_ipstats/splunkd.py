@@ -5,11 +5,11 @@ splunkd's layering (default/local), permissions and the credential store apply.
 """
 
 import json
-from typing import Dict, List
+from typing import Dict
 from urllib.parse import urlsplit
 
 from . import APP_NAME
-from .errors import ConfigurationError, CredentialError, SplunkdError
+from .errors import CredentialError, SplunkdError
 from .settings import AccountDirectory, Settings
 
 SETTINGS_CONF = "defenderipstats"

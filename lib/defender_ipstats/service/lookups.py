@@ -31,6 +31,10 @@ CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's t
 HUNTING_TIMEOUT_CAP = 25  # a hunting query must start early enough to end within the request's bound
 REQUEST_LIMIT = 28.0
 MAX_IPS = 5000
+# What the search carries from one request to the next for the routing and back-off of ``auto`` and
+# hunting: the per-IP endpoint answered as retired; hunting is not permitted; the per-IP endpoint's
+# 200s and 404s so far; Graph's quota answers in a row.
+STATE_KEYS = ("retired", "no_hunting", "ok_200", "nf_404", "quota")
 FETCH_WORKERS = 4
 
 
@@ -66,7 +70,7 @@ class LookupParams:
         for item in dict.fromkeys(raw):
             (ips if normalise_ip(item) == item else not_canonical).append(item)
         state = {}
-        for key in ("retired", "no_hunting", "ok_200", "nf_404"):
+        for key in STATE_KEYS:
             try:
                 state[key] = max(0, int(params.get(key) or 0))
             except ValueError:
@@ -227,7 +231,8 @@ class LookupJob:
         http = session(account, profile, pool_size=FETCH_WORKERS, timeout=min(account.timeout, CALL_TIMEOUT_CAP))
         should_stop = None
         if params.sid:  # the caller's own job: a cancelled or finalised search stops asking
-            should_stop = JobWatcher(ctx.caller_service(timeout=POLL_TIMEOUT), params.sid, logger=ctx.logger).should_stop
+            watcher = JobWatcher(ctx.caller_service(timeout=POLL_TIMEOUT), params.sid, logger=ctx.logger)
+            should_stop = watcher.should_stop
         allowance = WaitAllowance(params.max_wait)
         registration = (account.tenant_id, account.client_id)
         per_ip = per_ip_no_wait = hunting = None
@@ -256,7 +261,7 @@ class LookupJob:
             hunting_limiter = host_limiter("hunting", *registration, _hunting_limits(settings), logger=ctx.logger)
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
                                      should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
-                                     may_wait=False)
+                                     may_wait=False, quota_streak=params.state["quota"])
             self.tokens.append(graph_tokens)
             self.limiters.append(hunting_limiter)
         router = BackendRouter(params.backend, self.messages.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
@@ -279,7 +284,8 @@ class LookupJob:
                                    "Defender API; the events that were not looked up pass through with status error.")
             if getattr(fetcher, "gave_up", None):
                 self.messages.warn("The Defender API kept failing (server errors or timeouts, each retried): the "
-                                   "remaining IPs of this search were not sent (status error). See defenderipstats.log.")
+                                   "remaining IPs of this search were not sent (status error). "
+                                   "See defenderipstats.log.")
 
     def _metrics(self, cache) -> dict:
         client, hunting = self.client, self.hunting_client
@@ -302,6 +308,8 @@ class LookupJob:
             state["no_hunting"] = int(router.hunting is not None and not router.hunting_usable)
         if client is not None:
             state["ok_200"], state["nf_404"] = client.answered_200, client.answered_404
+        if router is not None and router.hunting is not None:
+            state["quota"] = router.hunting.quota_streak
         return state
 
 

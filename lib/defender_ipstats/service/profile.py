@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 from urllib.parse import quote, urlsplit
 
-from ..errors import ConfigurationError, CredentialError
+from ..errors import CredentialError
 from ..logs import redact
 from ..settings import Account, check_proxy_url
 
