@@ -84,8 +84,7 @@ class Enrichment:
         limited = sum(1 for status in self.ip_status.values() if status == RATE_LIMITED)
         if limited:
             returns_in = self.lookups.budget_returns_in
-            self.say("WARN", "The Defender API budget (per-IP calls or hunting queries) ran out: %d IPs were not "
-                     "enriched (status rate_limited); "
+            self.say("WARN", "The Defender API budget ran out: %d IPs were not enriched (status rate_limited); "
                      "budget returns in about %d s (at %s UTC). Run the search again then (cached answers are "
                      "reused), or raise maxwait." % (limited, max(1, round(returns_in)),
                                                      time.strftime("%H:%M:%S", time.gmtime(time.time() + returns_in))))
