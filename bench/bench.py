@@ -11,8 +11,10 @@ user + system CPU and VmHWM). The targets:
 2. cold: 100 distinct cold IPs in <= 65 s wall against a stand-in that enforces 100 calls a minute
    (and answers in 200 ms), with no 429; 4 searches started together share that budget (the host's
    shared limiter) and finish without a 429 (200 cold IPs: the second hundred waits for the minute);
-3. API calls = distinct valid cold IPs, exactly; 0 on a warm cache; KV store requests per chunk
-   <= 2 + ceil(misses / 1000);
+3. API calls = distinct valid cold IPs, exactly; 0 on a warm cache; KV store requests per chunk: the
+   search one read, never a write; the app's service one read (another search may have answered
+   meanwhile), its writes in batches of 1,000 and the published lookup's, <= 1 + 2 x ceil(misses /
+   1000) a chunk (plus one per handler process clearing an old default from the published lookup);
 4. peak RSS <= 150 MB with 50,000-row chunks, flat from 100,000 to 1,000,000 events;
 5. start-up: from process start to the getinfo reply <= 150 ms (median of 7 starts, bytecode cached
    as on a search head after its first search; the first start, which compiles everything, is shown
@@ -197,15 +199,19 @@ def main():
         cold_run = app.search(["field=src_ip", "backend=ipstats"], cold_chunks, timeout=1800)
         cold_wall = time.time() - started
         calls = defender.api_calls()
-        kv_requests = splunkd.count(path_contains="storage/collections/data")
+        kv = [r for r in splunkd.requests if "storage/collections/data" in r.path]
+        kv_search = len([r for r in kv if r.username != splunkd.system_user])
+        kv_service = len(kv) - kv_search
         misses = [len({faults._canonical(r["src_ip"]) for r in chunk} - {None}) for chunk in cold_chunks]
-        kv_allowed = sum(2 + math.ceil(m / 1000) for m in misses)
+        kv_allowed = sum(1 + 2 * math.ceil(m / 1000) for m in misses) + 1
         assert len(cold_run.records) == sum(len(c) for c in cold_chunks), cold_run.stderr[-2000:]
         rows.append(("3 cold: API calls / distinct valid cold IPs", "%d / %d" % (calls, cold_distinct),
                      "%.2f" % (calls / cold_distinct), "= 1.00", yes(calls == cold_distinct)))
-        rows.append(("3 cold: KV store requests (%d chunks)" % len(cold_chunks), str(kv_requests),
-                     "allowed %d (2 + ceil(misses/1000) a chunk)" % kv_allowed, "<= allowed",
-                     yes(kv_requests <= kv_allowed)))
+        rows.append(("3 cold: KV store requests (%d chunks): search; service" % len(cold_chunks),
+                     "%d; %d" % (kv_search, kv_service),
+                     "allowed %d; %d (1 a chunk; 1 + 2 x ceil(misses/1000) a chunk, + 1)"
+                     % (len(cold_chunks), kv_allowed), "<= allowed",
+                     yes(kv_search <= len(cold_chunks) and kv_service <= kv_allowed)))
         rows.append(("   cold: wall time, %d IPs (unthrottled stand-in)" % cold_distinct, "%.1f s" % cold_wall,
                      "", "", ""))
 

@@ -34,7 +34,11 @@ class AppHarness:
         self.splunk_home = os.path.join(str(tmp_path), "splunk_home")
         self.dispatch = os.path.join(self.splunk_home, "var", "run", "splunk", "dispatch")
         os.makedirs(self.dispatch, exist_ok=True)
-        splunkd.splunk_home = self.splunk_home  # where splunkd's REST handler processes run
+        if splunkd.splunk_home != self.splunk_home:
+            # where splunkd's REST handler processes run: a running one keeps its environment, so a new
+            # SPLUNK_HOME (a second harness on the same splunkd) needs new processes, as after a restart
+            splunkd.stop_handlers()
+            splunkd.splunk_home = self.splunk_home
         self._admin = None
         self._runs = 0
 

@@ -18,7 +18,7 @@ from .chunked import LeanBody, Unsupported, write_reply
 from .errors import DefenderIpStatsError
 from .logs import get_logger
 from .search.service_client import REQUEST_TIMEOUT, ServiceClient
-from .settings import Options, Settings, check_account_name
+from .settings import Options, Settings
 
 
 @Configuration(distributed=False)
@@ -38,48 +38,45 @@ class DefenderIpStatsCommand(StreamingCommand):
     backend = Option(doc="ipstats | hunting | auto.")
 
     _enrichment = None
-    _started = None
 
     def prepare(self):
-        """At getinfo: one request to the app's service resolves the account (and checks this user may
-        use it) and brings the settings; the options are checked against them. Or one clear error.
+        """At getinfo: every option given is checked (one clear error), with no request to splunkd.
 
-        The rest of the search's machinery (the cache reader, the job watcher, the lookups through the
-        service) is built on the first execute chunk (``enrichment``): the getinfo reply needs none of it.
+        The account, the settings and the rest of the search's machinery (the cache reader, the job
+        watcher, the lookups through the app's service) come on the first execute chunk
+        (``enrichment``): the getinfo reply needs none of it, and a search that is never executed
+        costs splunkd nothing.
         """
         logger = get_logger()
-        info = self.metadata.searchinfo
-        sid = getattr(info, "sid", "")
+        sid = getattr(self.metadata.searchinfo, "sid", "")
         try:
-            raw = self._raw_options()
-            if raw["account"] is not None:
-                check_account_name(str(raw["account"]).strip(), "account")
-            client = ServiceClient(splunkd.connect(info.splunkd_uri, info.session_key,
-                                                   timeout=REQUEST_TIMEOUT))
-            described = client.describe(str(raw["account"] or "").strip())
-            settings = Settings.from_conf(described.get("settings") or {})
-            logger = get_logger(settings.log_level)
-            options = Options.resolve(dict(raw, account=str(described.get("account") or "")), settings)
+            Options.resolve(self._raw_options(), Settings())  # the values given; defaults come later
         except DefenderIpStatsError as error:
-            logger.error("sid=%s cannot start: %s", sid, error)
-            self.write_error("defenderipstats: %s" % error)
-            sys.exit(1)
+            self._refuse(logger, sid, error)
         except Exception as error:  # never a traceback in the search
             self._cannot_start(logger, sid, error)
-        self._started = (options, settings, client, logger, sid)
-        logger.debug("sid=%s prepared: field=%s account=%s lookback=%s cache=%s", sid, options.field,
-                     options.account, options.lookback_hours, options.cache)
 
     @property
     def enrichment(self):
-        """The search's ``Enrichment``, built when the first execute chunk needs it."""
+        """The search's ``Enrichment``, built when the first execute chunk needs it: one request to
+        the app's service resolves the account (and checks this user may use it) and brings the
+        settings, against which the options get their defaults. Or one clear error."""
         if self._enrichment is None:
-            options, settings, client, logger, sid = self._started
+            logger = get_logger()
             info = self.metadata.searchinfo
+            sid = getattr(info, "sid", "")
             try:
                 from .enrichment import Enrichment
                 from .jobwatch import POLL_TIMEOUT, JobWatcher
 
+                raw = self._raw_options()
+                client = ServiceClient(splunkd.connect(info.splunkd_uri, info.session_key, timeout=REQUEST_TIMEOUT))
+                described = client.describe(str(raw["account"] or "").strip())
+                settings = Settings.from_conf(described.get("settings") or {})
+                logger = get_logger(settings.log_level)
+                options = Options.resolve(dict(raw, account=str(described.get("account") or "")), settings)
+                logger.debug("sid=%s started: field=%s account=%s lookback=%s cache=%s", sid, options.field,
+                             options.account, options.lookback_hours, options.cache)
                 # Separate connections with short timeouts: a hanging KV store costs one warning, not
                 # the search; a slow job poll must not hold up the lookups for long.
                 kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
@@ -87,9 +84,16 @@ class DefenderIpStatsCommand(StreamingCommand):
                                      sid, logger=logger)
                 self._enrichment = Enrichment(options, settings, client, kv_service, logger, sid=sid,
                                               should_stop=watcher.should_stop)
+            except DefenderIpStatsError as error:
+                self._refuse(logger, sid, error)
             except Exception as error:  # never a traceback in the search
                 self._cannot_start(logger, sid, error)
         return self._enrichment
+
+    def _refuse(self, logger, sid, error):
+        logger.error("sid=%s cannot start: %s", sid, error)
+        self.write_error("defenderipstats: %s" % error)
+        sys.exit(1)
 
     def _cannot_start(self, logger, sid, error):
         logger.exception("sid=%s cannot start", sid)
