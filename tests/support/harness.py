@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 from protocol import run_command
 from standins import dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APP = "TA-defender-ipstats"
 # The app under test: this repository by default, or an unpacked package (DEFENDERIPSTATS_APP_ROOT),
 # run by the venv's Python or by another one (DEFENDERIPSTATS_PYTHON, e.g. a bare pyenv Python that

@@ -16,7 +16,7 @@ from harness import COMMAND, events
 from protocol import load_recording, mv_encode, replay, rewrite_recording_args
 from standins import dataset
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "recordings"  # shared/ lies beside the repo
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "recordings"  # shared/ lies beside the repo
 
 SPLUNKLIB = {"DEFENDERIPSTATS_LEAN": "0"}
 
