@@ -1,4 +1,4 @@
-"""Tests of tests/protocol.py (the splunkd side of protocol v2) against the trivial splunklib command."""
+"""Tests of tests/support/protocol.py (the splunkd side of protocol v2) against the trivial splunklib command."""
 
 import gzip
 import io

@@ -1,7 +1,7 @@
 """Runs the real command against the stand-ins, as splunkd would, and configures it as an admin would.
 
 Configuration goes through splunkd's REST API (splunklib, logged in as admin), never by writing
-files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 (tests/protocol.py).
+files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 (tests/support/protocol.py).
 """
 
 import glob
