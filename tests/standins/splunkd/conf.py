@@ -7,10 +7,6 @@ import re
 from typing import Any, Dict, List, Optional
 from urllib.parse import unquote
 
-# --------------------------------------------------------------------------------------
-# .conf parsing
-# --------------------------------------------------------------------------------------
-
 ConfFile = Dict[str, Dict[str, str]]
 
 

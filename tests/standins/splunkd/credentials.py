@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-# --------------------------------------------------------------------------------------
-# Credential names
-# --------------------------------------------------------------------------------------
-
 
 def _escape_cred(part: str) -> str:
     return part.replace("\\", "\\\\").replace(":", "\\:")

@@ -8,10 +8,6 @@ import ipaddress
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-# --------------------------------------------------------------------------------------
-# KV store query engine (the MongoDB semantics splunkd passes through)
-# --------------------------------------------------------------------------------------
-
 _MISSING = object()
 
 

@@ -13,11 +13,6 @@ DEFAULT_APP = "TA-defender-ipstats"
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
-# --------------------------------------------------------------------------------------
-# Records
-# --------------------------------------------------------------------------------------
-
-
 class RequestRecord(NamedTuple):
     """One request as the stand-in saw it."""
 

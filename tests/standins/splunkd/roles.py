@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-# --------------------------------------------------------------------------------------
-# Roles and capabilities
-# --------------------------------------------------------------------------------------
-
 _USER_CAPS = [
     "change_own_password", "get_metadata", "get_typeahead", "input_file", "list_inputs",
     "output_file", "request_remote_tok", "rest_apps_view", "rest_properties_get",
