@@ -24,7 +24,7 @@ lint: setup
 bench: setup
 	.venv/py3.13/bin/python bench/bench.py
 
-# The fault matrix (tests/faults.py) as one table: events in/out, API calls, 429s, cache, leaks.
+# The fault matrix (tests/support/faults.py) as one table: events in/out, API calls, 429s, cache, leaks.
 reliability: setup
 	.venv/py3.13/bin/python bench/reliability.py
 

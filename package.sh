@@ -2,7 +2,7 @@
 # Builds the installable Splunk app package:
 #   dist/TA-defender-ipstats-<version>.tgz
 # with one top folder, TA-defender-ipstats/, holding only what Splunk needs:
-#   default/ bin/ lib/ metadata/ README/ README.md CHANGELOG.md LICENSE
+#   default/ bin/ lib/ metadata/ appserver/ README/ README.md CHANGELOG.md LICENSE (never docs/, tests/, dev/, bench/)
 # The version is read from default/app.conf, [id] version (the single source of truth;
 # [launcher] version must carry the same value).
 #
@@ -89,8 +89,8 @@ done
 #     extension for one Python or platform only.
 # NOT_VENDORED: cryptography and its cffi/pycparser come with msal and PyJWT but are only
 # imported for certificate credentials (auth = certificate), which this version does not
-# implement; msal with a client secret never imports them (tests/test_package.py checks it).
-# They are compiled code (see README, "What the package contains").
+# implement; msal with a client secret never imports them (tests/system/test_package.py checks it).
+# They are compiled code (see docs/package.md, "What the package contains").
 NOT_VENDORED="${NOT_VENDORED:-cryptography cffi pycparser}"
 
 # The Python Splunk runs, of one version: pyenv's, else pythonX.Y on PATH (bootstrap.sh's rule).
@@ -152,7 +152,7 @@ print(" ".join(sorted(pins.values())))
   # shellcheck disable=SC2086
   pip_quiet "$py313" install --no-deps --no-compile --target "$work/lib" --only-binary=:all: \
     --implementation py --abi none --platform any --python-version 3.9 $pins \
-    || die "a dependency above has no pure-Python (py3-none-any) wheel; see README, 'What the package contains'"
+    || die "a dependency above has no pure-Python (py3-none-any) wheel; see docs/package.md, 'What the package contains'"
   if [ -f "$ROOT/requirements-splunklib.txt" ]; then
     pip_quiet "$py313" install --no-deps --no-compile --target "$work/lib" --only-binary=:all: \
       --implementation py --abi none --platform any --python-version 3.13 --ignore-requires-python \

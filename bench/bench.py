@@ -6,7 +6,7 @@ yardstick. CPU time and peak RSS are the command process's own (bench/rusage_wra
 user + system CPU and VmHWM). The targets:
 
 1. warm cache: events per CPU-second, >= 1.0 x the trivial splunklib streaming command that adds one
-   field (tests/fixtures/trivial_command.py), same events, same run; 200,000 events with 1,000
+   field (tests/support/fixtures/trivial_command.py), same events, same run; 200,000 events with 1,000
    distinct IPs, and 1,000,000 events (also 100,000, for target 4);
 2. cold: 100 distinct cold IPs in <= 65 s wall against a stand-in that enforces 100 calls a minute
    (and answers in 200 ms), with no 429; 4 searches started together share that budget (the host's
@@ -40,7 +40,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
+sys.path[:0] = [os.path.join(ROOT, "tests", "support"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
 
 import faults  # noqa: E402
 from harness import COMMAND, AppHarness, events  # noqa: E402
@@ -50,7 +50,7 @@ from standins.defender import DefenderStandin  # noqa: E402
 from standins.splunkd import SplunkdStandin  # noqa: E402
 
 WRAPPER = os.path.join(ROOT, "bench", "rusage_wrapper.py")
-TRIVIAL = os.path.join(ROOT, "tests", "fixtures", "trivial_command.py")
+TRIVIAL = os.path.join(ROOT, "tests", "support", "fixtures", "trivial_command.py")
 CHUNK = 50_000
 API_LATENCY = 0.2  # seconds per answer of the rate-limited stand-in, about what the real API takes
 

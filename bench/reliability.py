@@ -1,7 +1,7 @@
-"""Reliability report (make reliability): the fault matrix of tests/faults.py, one table.
+"""Reliability report (make reliability): the fault matrix of tests/support/faults.py, one table.
 
 Each scenario runs in fresh stand-ins (splunkd, Defender + Entra ID on 127.0.0.1) with a fresh
-SPLUNK_HOME, the command as a subprocess over protocol v2, exactly as in tests/test_reliability.py,
+SPLUNK_HOME, the command as a subprocess over protocol v2, exactly as in tests/system/test_reliability.py,
 which asserts what this prints. Columns: events in/out (and whether they came out in order and
 untouched), API calls the Defender stand-in received, 429s it sent, cache entries written, bad cache
 entries (anything but a true found/not_seen answer), leaks (the client secret or an issued token in
@@ -18,7 +18,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
+sys.path[:0] = [os.path.join(ROOT, "tests", "support"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
 
 import faults  # noqa: E402
 from harness import AppHarness  # noqa: E402

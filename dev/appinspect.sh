@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Vets an app package with Splunk AppInspect the way Splunk Cloud does, offline:
 #   splunk-appinspect inspect <pkg> --mode precert --included-tags cloud --skip-trusted-libraries-update --ci
-# and passes only with 0 failures, 0 future failures and 0 errors. Warnings are listed (the README
+# and passes only with 0 failures, 0 future failures and 0 errors. Warnings are listed (docs/package.md
 # explains each one). AppInspect lives in its own virtual environment, .venv/appinspect, created
 # here from PyPI on first use (pin: dev/requirements-appinspect.txt).
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run splunk-sdk-python's own integration tests against the splunkd stand-in
-# (tests/standins/splunkd.py), as a conformance check of the stand-in.
+# (tests/standins/splunkd/), as a conformance check of the stand-in.
 #
 #   dev/sdk_conformance.sh [SDK_GIT_DIR] [extra pytest args...]
 #
@@ -85,18 +85,14 @@ EOF
 # A driver that starts the stand-in in-process, writes the .env the SDK's
 # testlib reads (host/port/scheme/credentials), then runs pytest.
 cat >"$WORK/run_conformance.py" <<'PYEOF'
-import importlib.util
 import os
 import sys
 
 repo, work = sys.argv[1], sys.argv[2]
-spec = importlib.util.spec_from_file_location(
-    "splunkd_standin", os.path.join(repo, "tests", "standins", "splunkd.py"))
-module = importlib.util.module_from_spec(spec)
-sys.modules["splunkd_standin"] = module
-spec.loader.exec_module(module)
+sys.path.insert(0, os.path.join(repo, "tests"))
+from standins.splunkd import SplunkdStandin  # noqa: E402
 
-standin = module.SplunkdStandin().start()
+standin = SplunkdStandin().start()
 with open(os.path.join(work, ".env"), "w") as env:
     env.write("host=127.0.0.1\nport=%d\nscheme=http\nusername=admin\npassword=changeme\n" % standin.port)
 print("splunkd stand-in at %s" % standin.base_url, flush=True)

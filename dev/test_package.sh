@@ -13,10 +13,10 @@ cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 
 PACKAGE_PYTHONS="${PACKAGE_PYTHONS:-3.9 3.13}"
-PACKAGE_TESTS=(tests/test_package.py tests/test_command.py tests/test_recordings.py tests/test_lean_path.py
-               tests/test_certificates.py tests/test_proxies.py tests/test_sovereign_clouds.py
-               tests/test_least_privilege.py tests/test_ui.py tests/test_purge.py tests/test_published.py
-               tests/test_alert_action.py)
+PACKAGE_TESTS=(tests/system/test_package.py tests/system/test_command.py tests/system/test_recordings.py
+               tests/system/test_lean_path.py tests/integration/test_certificates.py tests/integration/test_proxies.py
+               tests/integration/test_sovereign_clouds.py tests/system/test_least_privilege.py tests/system/test_ui.py
+               tests/system/test_purge.py tests/integration/test_published.py tests/system/test_alert_action.py)
 
 # shellcheck source=dev/python.sh
 source "dev/python.sh"

@@ -1,7 +1,7 @@
 """The lean CSV path (chunked.py) against splunklib's own record reader and writer, in process.
 
 For every body, the reference is what splunklib's path makes of it: ``_read_csv_records`` -> the
-dict enricher -> ``RecordWriterV2``. The lean path's reply must decode (tests/protocol.py
+dict enricher -> ``RecordWriterV2``. The lean path's reply must decode (tests/support/protocol.py
 ``decode_records``) to exactly the same records: same order, same fields, same values, multivalues
 included. Bodies are varied by hand and drawn by Hypothesis (any cell text, multivalue cells
 well-formed or not, quotes, newlines, CR LF line ends, non-ASCII, fields missing).

@@ -1,4 +1,4 @@
-"""Tests of tests/protocol.py (the splunkd side of protocol v2) against the trivial splunklib command."""
+"""Tests of tests/support/protocol.py (the splunkd side of protocol v2) against the trivial splunklib command."""
 
 import gzip
 import io
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # conftest.py does this too
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parents[1] / "support") not in sys.path:  # conftest.py does this too
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
 import protocol  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-TRIVIAL = TESTS / "fixtures" / "trivial_command.py"
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "recordings"  # shared/ lies beside the repo
+TESTS = Path(__file__).resolve().parents[1]
+TRIVIAL = TESTS / "support" / "fixtures" / "trivial_command.py"
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "recordings"  # shared/ lies beside the repo
 RECORDING_FIELDS = {
     "splunk-6.3-countmatches.input.gz": "text",
     "splunk-8.0.3-multibyte.input.gz": "teststring",

@@ -1,7 +1,7 @@
 """Runs the real command against the stand-ins, as splunkd would, and configures it as an admin would.
 
 Configuration goes through splunkd's REST API (splunklib, logged in as admin), never by writing
-files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 (tests/protocol.py).
+files; searches run ``bin/defenderipstats.py`` as a subprocess over protocol v2 (tests/support/protocol.py).
 """
 
 import glob
@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 from protocol import run_command
 from standins import dataset
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 APP = "TA-defender-ipstats"
 # The app under test: this repository by default, or an unpacked package (DEFENDERIPSTATS_APP_ROOT),
 # run by the venv's Python or by another one (DEFENDERIPSTATS_PYTHON, e.g. a bare pyenv Python that

@@ -1,11 +1,11 @@
 """The scheduled purge of the KV store cache (savedsearches.conf), run without a Splunk.
 
 The purge is plain SPL (inputlookup | eval | where | outputlookup, with the TTLs read through
-| rest). tests/spl.py runs exactly that text: every command and eval function it uses is
+| rest). tests/support/spl.py runs exactly that text: every command and eval function it uses is
 implemented there with Splunk's semantics (null propagates; where keeps rows that are true;
 outputlookup without append replaces the collection and keeps _key), against the splunkd
 stand-in's REST API and KV store. What it cannot show: that Splunk's own parser accepts the
-text, and Splunk's scheduler; those need a Splunk (see README, "What is tested without Splunk").
+text, and Splunk's scheduler; those need a Splunk (see docs/package.md, "What is tested without Splunk").
 """
 
 import io

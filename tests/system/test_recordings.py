@@ -7,7 +7,7 @@ import pytest
 from harness import COMMAND, OUTPUT_SUFFIXES
 from protocol import decode_chunks, decode_records, load_recording, replay, rewrite_recording_args
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "recordings"  # shared/ lies beside the repo
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "recordings"  # shared/ lies beside the repo
 
 
 @pytest.mark.parametrize("name, field", [

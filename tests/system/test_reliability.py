@@ -1,6 +1,6 @@
 """Load, faults and hostile input, over the real protocol and real HTTP against the stand-ins.
 
-Every scenario of the fault matrix (tests/faults.py) must keep the same promises: events out =
+Every scenario of the fault matrix (tests/support/faults.py) must keep the same promises: events out =
 events in, in order and untouched; nothing wrong in the cache; no secret or token anywhere; no
 request to the API but ``/api/ips/<canonical ip>/stats?lookBackHours=<n>``. Then each checks its
 own statuses and messages.

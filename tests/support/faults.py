@@ -1,7 +1,7 @@
 """The reliability fault matrix: each scenario puts a fault into the stand-ins, runs real searches
 (the command as a subprocess over protocol v2, real HTTP) and measures what came out.
 
-``tests/test_reliability.py`` asserts on the outcomes; ``bench/reliability.py`` prints them as a
+``tests/system/test_reliability.py`` asserts on the outcomes; ``bench/reliability.py`` prints them as a
 table. A scenario is ``f(app) -> Outcome`` for a fresh ``AppHarness`` (one account configured).
 The figures are measured from outside the command: the events it returned, what the Defender
 stand-in received, what the KV store holds, and every file under SPLUNK_HOME.

@@ -3,7 +3,7 @@ no API call.
 
 ``published.publish`` (called by the privileged service with its system session) is run here
 directly against the splunkd stand-in's KV store; the README's lookup SPL and the hourly rebuild
-search run through tests/spl.py's pipeline against the same KV store.
+search run through tests/support/spl.py's pipeline against the same KV store.
 """
 
 import os

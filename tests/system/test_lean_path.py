@@ -2,7 +2,7 @@
 
 Each search runs twice, once as shipped (the lean path: lib/defender_ipstats/chunked.py) and once with
 ``DEFENDERIPSTATS_LEAN=0`` (splunklib's record reader and writer, ``stream()``). Reply by reply the
-records must be the same (decoded by tests/protocol.py), and so must ``finished``, the messages
+records must be the same (decoded by tests/support/protocol.py), and so must ``finished``, the messages
 and the metrics (bar the seconds they took). tests/unit/test_chunked.py compares the two on
 thousands of bodies in process; this is the command end to end, recordings included.
 """
@@ -16,7 +16,7 @@ from harness import COMMAND, events
 from protocol import load_recording, mv_encode, replay, rewrite_recording_args
 from standins import dataset
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "shared" / "recordings"  # shared/ lies beside the repo
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "recordings"  # shared/ lies beside the repo
 
 SPLUNKLIB = {"DEFENDERIPSTATS_LEAN": "0"}
 
