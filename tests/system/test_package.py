@@ -121,8 +121,10 @@ for folder, _, files in os.walk(lib):
                 bad.append("%s: %s" % (os.path.relpath(path, lib), error))
 import requests, urllib3, msal, jsonschema, jwt, certifi, idna, charset_normalizer
 import splunklib.client, splunklib.searchcommands
+import importlib, pkgutil
 import defender_ipstats
-from defender_ipstats import access, auth, broker, cache, certs, client, command, enrichment, settings, splunkd
+for module in pkgutil.walk_packages(defender_ipstats.__path__, "defender_ipstats."):
+    importlib.import_module(module.name)  # every module of the app, whatever the layout
 import importlib.metadata as md
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "site-packages" in m.__file__})
