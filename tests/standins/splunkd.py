@@ -36,6 +36,7 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``authorization/capabilities``, ``messages``, ``apps/local`` (read only), ``kvstore/status``,
 ``configs/conf-<file>``, ``properties``, ``storage/passwords``, ``storage/collections/config``,
 ``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``),
+``shcluster/member/info`` and ``shcluster/member/members`` (members of a ``SearchHeadCluster``; 503 elsewhere),
 ``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
 ``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel).  Anything
 else is a 404 with splunkd's error body.
@@ -101,6 +102,7 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 __all__ = [
     "DEFAULT_APP",
     "RequestRecord",
+    "SearchHeadCluster",
     "SplunkdStandin",
     "parse_conf_file",
     "parse_conf_text",
@@ -844,8 +846,11 @@ class SplunkdStandin:
                  max_rows_per_query: int = 50000,
                  server_name: str = "splunk-standin",
                  python: Optional[str] = None,
-                 splunk_home: Optional[str] = None):
+                 splunk_home: Optional[str] = None,
+                 cluster: Optional[SearchHeadCluster] = None):
         self._lock = threading.RLock()
+        # A member of a search head cluster shares the cluster's KV store (see SearchHeadCluster).
+        self.cluster = cluster
         self.python = python or sys.executable
         self.splunk_home = splunk_home
         self.role_imports: Dict[str, List[str]] = {}
@@ -883,7 +888,8 @@ class SplunkdStandin:
         # (app, "default"|"local") -> {meta stanza: {key: value}}
         self._meta: Dict[Tuple[str, str], Dict[str, Dict[str, str]]] = {}
         self._apps: Dict[str, Optional[str]] = {}
-        self._kv: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
+        self._kv: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = cluster.kv_data if cluster else {}
+        self._kv_lock = cluster.kv_lock if cluster else self._lock
         self._messages: Dict[str, Dict[str, Any]] = {}
         self.messages: List[Dict[str, Any]] = []
         self.requests: List[RequestRecord] = []
@@ -1115,13 +1121,13 @@ class SplunkdStandin:
 
     def kv_documents(self, collection: str, app: str = DEFAULT_APP) -> List[Dict[str, Any]]:
         """Copies of the documents of a collection (with ``_key`` and ``_user``)."""
-        with self._lock:
+        with self._lock, self._kv_lock:
             store = self._kv.get((app, collection), {})
             return [self._render_doc(doc, key) for key, doc in store.items()]
 
     def kv_insert(self, collection: str, documents: Iterable[Dict[str, Any]], app: str = DEFAULT_APP) -> List[str]:
         """Upsert documents straight into a collection's data (no HTTP; types converted)."""
-        with self._lock:
+        with self._lock, self._kv_lock:
             config = self._view("collections", "nobody", app, collection)
             store = self._kv.setdefault((app, collection), {})
             keys = []
@@ -1159,7 +1165,7 @@ class SplunkdStandin:
             return dict(job) if job else None
 
     def kv_clear(self, collection: str, app: str = DEFAULT_APP) -> None:
-        with self._lock:
+        with self._lock, self._kv_lock:
             self._kv.pop((app, collection), None)
 
     def reset_requests(self) -> None:
@@ -1579,6 +1585,8 @@ class SplunkdStandin:
             self._ep_apps(req, rest, ctx)
         if rest[:2] == ["kvstore", "status"]:
             self._ep_kvstore_status(req)
+        if head == "shcluster":
+            self._ep_shcluster(req, rest)
         if head == "configs" and len(rest) >= 2 and rest[1].startswith("conf-"):
             self._ep_configs(req, ctx, rest[1][5:], rest[2:], rest_raw[2:])
         if head == "properties":
@@ -1589,7 +1597,9 @@ class SplunkdStandin:
         if rest[:3] == ["storage", "collections", "config"]:
             self._ep_collections_config(req, ctx, rest[3:], rest_raw[3:])
         if rest[:3] == ["storage", "collections", "data"] and len(rest) >= 4:
-            self._ep_collections_data(req, ctx, rest[3], rest[4:])
+            with self._kv_lock:  # one store for every member of a cluster: its writes are serialised
+                self._refuse_if_kv_down(req)
+                self._ep_collections_data(req, ctx, rest[3], rest[4:])
         if rest[:2] == ["search", "jobs"]:
             self._ep_jobs(req, rest[2:])
         if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries
@@ -1897,13 +1907,14 @@ class SplunkdStandin:
         content = {
             "build": self.build, "cpu_arch": "x86_64", "guid": self.guid, "health_info": "green",
             "host": self.server_name, "host_fqdn": self.server_name, "isFree": "0", "isTrial": "0",
-            "kvStoreStatus": "ready", "licenseKeys": [hashlib.sha256(self.guid.encode()).hexdigest().upper()],
+            "kvStoreStatus": self.cluster.kv_status if self.cluster else "ready",
+            "licenseKeys": [hashlib.sha256(self.guid.encode()).hexdigest().upper()],
             "licenseSignature": hashlib.md5(self.guid.encode()).hexdigest(),
             "licenseState": "OK", "master_guid": self.guid, "mode": "normal",
             "numberOfCores": str(os.cpu_count() or 1), "os_build": "#1 SMP standin", "os_name": "Linux",
             "os_version": "standin",
             "product_type": "enterprise", "serverName": self.server_name,
-            "server_roles": ["indexer", "license_master", "kv_store"],
+            "server_roles": self._server_roles(),
             "startup_time": str(int(self._started)), "version": self.version,
         }
         entry = self._system_entry("server-info", "/services/server/info/server-info", content)
@@ -1967,10 +1978,51 @@ class SplunkdStandin:
         self._feed(req, "current-context", "/services/authentication/current-context", [entry], links={})
 
     def _ep_kvstore_status(self, req: _Request) -> None:
-        content = {"current": {"status": "ready", "replicationStatus": "KV store captain",
-                               "standalone": "1", "storageEngine": "wiredTiger", "port": "8191"}}
+        if self.cluster is None:
+            current = {"status": "ready", "replicationStatus": "KV store captain", "standalone": "1"}
+        else:
+            current = self.cluster.kv_status_of(self)
+        content = {"current": dict(current, storageEngine="wiredTiger", port="8191")}
         entry = self._system_entry("status", "/services/kvstore/status/status", content)
         self._feed(req, "kvstore-status", "/services/kvstore/status", [entry], links={})
+
+    # ------------------------------------------------ search head clustering
+
+    def _server_roles(self) -> List[str]:
+        roles = ["indexer", "license_master", "kv_store"]
+        if self.cluster is not None:
+            roles = ["kv_store", "search_head", "shc_member"]
+            if self.cluster.captain is self:
+                roles.append("shc_captain")
+        return roles
+
+    def _refuse_if_kv_down(self, req: _Request) -> None:
+        if self.cluster is not None and self.cluster.kv_status != "ready":
+            self._kv_fail(req, 503, self.cluster.KV_DOWN_TEXT)
+
+    def _ep_shcluster(self, req: _Request, rest: List[str]) -> None:
+        """``shcluster/member/info`` (this member) and ``shcluster/member/members`` (every member).
+
+        Not a member: 503 with the text below (solnlib's ``ServerInfo`` reads 404 or 503 as "not a
+        member"; the wording is not confirmed). Listing needs ``list_search_head_clustering``.
+        """
+        if req.method not in ("GET", "HEAD"):
+            self._fail(req, 405, "Method Not Allowed")
+        if rest[1:2] != ["member"] or rest[2:3] not in (["info"], ["members"]):
+            self._fail(req, 404, "Not Found")
+        if self.cluster is None:
+            self._fail(req, 503, "Search head clustering is not enabled on this node.")
+        if not self._has_cap(req.username or "", "list_search_head_clustering", "admin_all_objects"):
+            self._fail(req, 403, "You (user=%s) do not have permission to perform this operation "
+                                 "(requires capability: list_search_head_clustering)." % req.username)
+        if rest[2] == "info":
+            entry = self._system_entry("member", "/services/shcluster/member/info/member",
+                                       self.cluster.member_info(self))
+            self._feed(req, "shclustermemberinfo", "/services/shcluster/member/info", [entry], links={})
+        entries = [self._system_entry(member.guid, "/services/shcluster/member/members/" + member.guid,
+                                      self.cluster.member_entry(member))
+                   for member in self.cluster.members]
+        self._feed(req, "shclustermembers", "/services/shcluster/member/members", entries)
 
     # ------------------------------------------------------------- messages
 
@@ -2847,6 +2899,81 @@ class SplunkdStandin:
             self._kv_fail(req, 409, "A document with the same key already exists: _key=%s" % key)
         store[key] = doc
         self._kv_reply(201 if insert else 200, {"_key": key})
+
+
+# --------------------------------------------------------------------------------------
+# A search head cluster: members that share one KV store
+# --------------------------------------------------------------------------------------
+
+
+class SearchHeadCluster:
+    """Several stand-ins as the members of one search head cluster, sharing ONE KV store.
+
+    The KV store of a cluster is a replica set: every member reads and writes the same data, and
+    writes go through its primary one at a time. Here the members share the data and one lock, so
+    a document inserted through any member is seen by all, and inserting an existing ``_key``
+    answers 409 whichever member is asked. Each member has its own SPLUNK_HOME and server name,
+    answers ``server/info`` with ``server_roles`` ``shc_member`` (and ``shc_captain`` for the first),
+    ``shcluster/member/info`` and ``shcluster/member/members`` (content fields ``label``,
+    ``peer_scheme_host_port``, ``status``, ``last_heartbeat``, as Splunk's REST reference and
+    solnlib read them; the other fields are left out), and ``kvstore/status``.
+
+    ``fail_kv_store()``: the KV store stops answering on every member (``storage/collections/data``
+    answers 503 with ``KV_DOWN_TEXT``, ``kvstore/status`` and ``server/info`` say ``failed``);
+    ``recover_kv_store()`` brings it back with its data. The 503 and its text are a plausible model
+    of a KV store that is down, not confirmed from splunkd.
+    """
+
+    KV_DOWN_TEXT = "KV Store is not available: the KV store process is down."
+
+    def __init__(self, size: int, splunk_homes: Iterable[Optional[str]] = (), **member_options: Any):
+        self.kv_data: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
+        self.kv_lock = threading.RLock()
+        self.kv_status = "ready"
+        homes = list(splunk_homes) + [None] * size
+        self.members: List[SplunkdStandin] = [
+            SplunkdStandin(server_name="sh%d" % (index + 1), splunk_home=homes[index], cluster=self,
+                           **member_options)
+            for index in range(size)]
+        self.captain = self.members[0]
+
+    def start(self) -> SearchHeadCluster:
+        for member in self.members:
+            member.start()
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> SearchHeadCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def fail_kv_store(self) -> None:
+        with self.kv_lock:
+            self.kv_status = "failed"
+
+    def recover_kv_store(self) -> None:
+        with self.kv_lock:
+            self.kv_status = "ready"
+
+    def kv_status_of(self, member: SplunkdStandin) -> Dict[str, str]:
+        if self.kv_status != "ready":
+            return {"status": "failed", "replicationStatus": "Unknown status", "standalone": "0"}
+        return {"status": "ready", "standalone": "0",
+                "replicationStatus": "KV store captain" if member is self.captain else "Non-captain KV store member"}
+
+    def member_entry(self, member: SplunkdStandin) -> Dict[str, Any]:
+        return {"label": member.server_name, "peer_scheme_host_port": "https://%s:8089" % member.server_name,
+                "status": "Up", "last_heartbeat": int(time.time()), "site": "default", "replication_port": 9887}
+
+    def member_info(self, member: SplunkdStandin) -> Dict[str, Any]:
+        return {"label": member.server_name, "status": "Up", "is_registered": True,
+                "peer_scheme_host_port": "https://%s:8089" % member.server_name,
+                "captain_uri": "https://%s:8089" % self.captain.server_name}
 
 
 _STANDIN_PYTHON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splunk_python")
