@@ -369,13 +369,13 @@ class ClusterWindowLimiter:
             self._next_probe = self.clock() + PROBE_EVERY
             self._reserve.clear()
             share = ", ".join("%d per %s" % (count, _span(seconds)) for count, seconds in self.host.limits)
-            self.logger.warning("budget %s: the KV store is unavailable (%s); this member keeps to its share "
-                                "of the API budget (%s, 1/%d of it) until the KV store answers again",
+            self.logger.warning("budget %s: the cluster's budget in the KV store is unavailable (%s); this member "
+                                "keeps to its share of the API budget (%s, 1/%d of it) until the KV store answers",
                                 self.budget, error, share, self.members)
             if self.say is not None:
-                self.say("WARN", "The KV store is unavailable: this search head keeps to its share of the Defender "
-                                 "API budget (1/%d of it, %s) until the KV store answers again."
-                         % (self.members, share))
+                self.say("WARN", "The search head cluster's shared Defender API budget (KV store) is unavailable "
+                                 "(%s): this search head keeps to its share of the budget (1/%d of it, %s) until the "
+                                 "KV store answers again." % (error, self.members, share))
 
     def _probe(self, now: float) -> None:
         """Back in the KV store: leave the marker that keeps every member on its share until the calls

@@ -9,11 +9,11 @@ import time
 from typing import List, Tuple
 
 from .cache import KVStoreCache
+from .clusterbudget import budget_for
 from .fetcher import Fetcher, WaitAllowance
 from .logs import redact
 from .lookup import ChunkEnricher, Resolver
 from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
-from .ratelimit import host_limiter
 
 FETCH_WORKERS = 4
 
@@ -73,6 +73,7 @@ class Enrichment:
         self.sid = sid
         self.should_stop = should_stop
         self.access = access  # sessions and token providers for the account (access.py)
+        self.service = service
         self._messages: List[Tuple[str, str]] = []
         self._said = set()
         self.started = time.time()
@@ -99,11 +100,11 @@ class Enrichment:
 
     @property
     def limiter(self):
-        """The per-IP API budget shared by every search on the host, opened on first need."""
+        """The per-IP API budget shared by every search on the host (or search head cluster), opened on first need."""
         if self._limiter is None:
-            self._limiter = host_limiter("ipstats", self.account.tenant_id, self.account.client_id,
-                                         [(self.settings.rate_per_minute, 60.0), (self.settings.rate_per_hour, 3600.0)],
-                                         logger=self.logger)
+            self._limiter = budget_for("ipstats", self.account.tenant_id, self.account.client_id,
+                                       [(self.settings.rate_per_minute, 60.0), (self.settings.rate_per_hour, 3600.0)],
+                                       self.service, logger=self.logger, say=self.say)
         return self._limiter
 
     # -- messages ---------------------------------------------------------------------
@@ -142,9 +143,9 @@ class Enrichment:
             self.graph_tokens = self.access.tokens(account.graph_scope, session)
             self.hunting_client = HuntingClient(account.effective_graph_url, _RedactingTokens(self.graph_tokens),
                                                 session)
-            hunting_limiter = host_limiter("hunting", account.tenant_id, account.client_id,
-                                           [(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)],
-                                           logger=self.logger)
+            hunting_limiter = budget_for("hunting", account.tenant_id, account.client_id,
+                                         [(HUNTING_PER_MINUTE, 60.0), (HUNTING_PER_HOUR, 3600.0)],
+                                         self.service, logger=self.logger, say=self.say)
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, options.lookback_hours, self.allowance,
                                      should_stop=self.should_stop)
         self.router = BackendRouter(options.backend, self.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
