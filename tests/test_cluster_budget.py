@@ -263,22 +263,37 @@ def test_a_failing_kv_store_leaves_each_member_its_share_said_once(tmp_path):
         assert all("shared Defender API budget (KV store) is unavailable" in text and "1/3" in text for _, text in said)
 
 
-def test_back_from_an_outage_every_member_keeps_to_its_share_until_the_windows_clear(tmp_path):
+def test_back_from_an_outage_calls_take_a_slot_and_a_share_until_the_windows_clear(tmp_path):
+    """Calls made on shares alone are not numbered: until they are out of every window, each call
+    takes a numbered slot and its member's share, on every member (the marker in the KV store)."""
     clock = FakeClock()
     with cluster_of(tmp_path) as cluster:
-        first, second = member_limiters(cluster, [(9, 60.0)], clock, count=2)
+        first, second = member_limiters(cluster, [(9, 60.0)], clock, count=2)  # shares: 3 a minute
+
+        def numbered():
+            return len([doc for doc in cluster.members[0].kv_documents(COLLECTION) if "n" in doc])
+
         cluster.fail_kv_store()
-        assert first.try_acquire() == 0  # on its share
+        assert first.try_acquire() == 0  # on its share alone
         first.completed()
         cluster.recover_kv_store()
         clock.now += clusterbudget.PROBE_EVERY
-        assert first.try_acquire() == 0  # probes: the KV store answers; it leaves the marker
+        assert first.try_acquire() == 0  # the KV store answers: the marker, then a slot and a share
         first.completed()
-        assert second.try_acquire() == 0
+        assert first.try_acquire() == 0
+        first.completed()
+        before = numbered()
+        assert before >= 2  # (a round may claim one more than it uses)
+        # its share is spent (the call on the share alone still counts) though slots remain
+        assert first.try_acquire() == pytest.approx(60 - clusterbudget.PROBE_EVERY, abs=0.01)
+        assert second.try_acquire() == 0 and second.on_share, "the member that never saw the outage too"
         second.completed()
-        assert second.on_share, "the marker keeps the member that never saw the outage on its share too"
+        assert numbered() > before
         clock.now += 60 + clusterbudget.SLACK + 1
-        assert first.try_acquire() == 0 and not first.on_share and not second.on_share
+        for _ in range(3):
+            assert first.try_acquire() == 0  # slots alone again: more than a share
+            first.completed()
+        assert not first.on_share and not second.on_share
 
 
 # -- three member processes, 300 cold IPs ---------------------------------------------------------

@@ -108,8 +108,9 @@ class ClusterWindowLimiter:
     members, ``ratelimit.host_limiter``): every call is stamped there too, and it is the budget when
     the KV store fails (the member's own recent calls already count against it, so the members'
     shares never add up to more than the limit). When the KV store answers again, the member leaves
-    a marker in it that keeps every member on its share until the calls made on shares are out of
-    every window; then all return to the shared numbering.
+    a marker in it (``<budget>|handover``) until which every member takes each call from both: a
+    numbered slot and its share. Once the calls made on shares alone are out of every window, the
+    numbered slots alone hold the limit again.
     """
 
     def __init__(self, store: SlotStore, budget: str, limits: Iterable[Tuple[int, float]], host, members: int,
@@ -133,9 +134,8 @@ class ClusterWindowLimiter:
         self._last_seen: Optional[int] = None  # highest call number read from the store
         self._not_before = float("-inf")  # no slot is free before then (from the last read)
         self._paused_until = float("-inf")
-        self._on_share_until = float("-inf")  # a marker in the store: every member keeps to its share
+        self._handover_until = float("-inf")  # a marker in the store: calls take a slot and a share
         self._fallen_back = False  # the KV store failed: this member keeps to its share
-        self._last_share_call = float("-inf")
         self._next_probe = float("-inf")
         self._next_cleanup = float("-inf")
         self.claimed = 0
@@ -152,7 +152,7 @@ class ClusterWindowLimiter:
 
     @property
     def _share_key(self) -> str:
-        return self.budget + "|on_share"
+        return self.budget + "|handover"
 
     def _slot(self, number: int, stamp: float) -> dict:
         return {"_key": self._key(number), "budget": self.budget, "n": number, "at": stamp,
@@ -160,8 +160,8 @@ class ClusterWindowLimiter:
 
     @property
     def on_share(self) -> bool:
-        """True while this member keeps to its share of the budget on this host."""
-        return self._fallen_back or self.clock() < self._on_share_until
+        """True while this member keeps to its share of the budget on this host (alone, or in a handover)."""
+        return self._fallen_back or self.clock() < self._handover_until
 
     # -- the limiter interface ------------------------------------------------------------
     def try_acquire(self) -> float:
@@ -170,8 +170,13 @@ class ClusterWindowLimiter:
             self._mine.slot = None
             if now < self._paused_until:
                 return self._paused_until - now
-            if self.on_share:
-                return self._share_acquire(now)
+            if self._fallen_back and now >= self._next_probe:
+                self._probe(now)
+            if self._fallen_back:
+                return self.host.try_acquire()
+            share_wait = self._handover_wait(now)
+            if share_wait > 0:
+                return share_wait
             slot = self._take_reserved(now)
             if slot is None:
                 if now < self._not_before:
@@ -180,9 +185,9 @@ class ClusterWindowLimiter:
                     wait = self._claim()
                 except BudgetStoreUnavailable as error:
                     self._fall_back(error)
-                    return self._share_acquire(self.clock())
-                if wait > 0 or self.on_share:
-                    return wait if wait > 0 else self._share_acquire(self.clock())
+                    return self.host.try_acquire()
+                if wait > 0:
+                    return wait
                 slot = self._take_reserved(self.clock())
                 if slot is None:
                     return SLACK
@@ -227,8 +232,11 @@ class ClusterWindowLimiter:
             now = self.clock()
             if now < self._paused_until:
                 return self._paused_until - now
-            if self.on_share:
+            if self._fallen_back:
                 return self.host.available_in()
+            share_wait = self._handover_wait(now)
+            if share_wait > 0:
+                return share_wait
             if any(now - stamp <= RESERVE_TTL for _, stamp in self._reserve):
                 return 0.0
             if now < self._not_before:
@@ -281,8 +289,11 @@ class ClusterWindowLimiter:
             highest, markers, stamps = self._read(base, span)
             now = self.clock()
             self._note_markers(markers, now)
-            if now < self._paused_until or self.on_share:
-                return max(0.0, self._paused_until - now)
+            if now < self._paused_until:
+                return self._paused_until - now
+            share_wait = self._handover_wait(now)  # a handover the read just found
+            if share_wait > 0:
+                return share_wait
             self._last_seen = max(highest, base)
             if highest > base + LOOKAHEAD:
                 continue
@@ -346,22 +357,21 @@ class ClusterWindowLimiter:
         pause = markers.get(self._pause_key)
         if pause is not None and pause > now:
             self._paused_until = max(self._paused_until, min(pause, now + MAX_PAUSE))
-        share = markers.get(self._share_key)
-        if share is not None and share > now:
-            share = min(share, now + self.longest + PROBE_EVERY + SLACK)
-            if share > self._on_share_until:
-                self._on_share_until = share
-                self._reserve.clear()  # claimed before the marker: not used
-                self.logger.info("budget %s: members keep to their shares until %s (after a KV store outage)",
-                                 self.budget, time.strftime("%H:%M:%S", time.gmtime(share)))
+        handover = markers.get(self._share_key)
+        if handover is not None and handover > now:
+            handover = min(handover, now + self.longest + SLACK)
+            if handover > self._handover_until:
+                self._handover_until = handover
+                self._reserve.clear()  # claimed before the handover was known: not used
+                self.logger.info("budget %s: until %s every call takes a slot and this member's share "
+                                 "(calls made on shares during a KV store outage are still in the windows)",
+                                 self.budget, time.strftime("%H:%M:%S", time.gmtime(handover)))
 
-    def _share_acquire(self, now: float) -> float:
-        if self._fallen_back and now >= self._next_probe:
-            self._probe(now)
-        wait = self.host.try_acquire()
-        if wait <= 0:
-            self._last_share_call = self.clock()
-        return wait
+    def _handover_wait(self, now: float) -> float:
+        """In a handover, the seconds until this member's share admits a call (0 outside one)."""
+        if now >= self._handover_until:
+            return 0.0
+        return self.host.available_in()
 
     def _fall_back(self, error: Exception) -> None:
         if not self._fallen_back:
@@ -378,22 +388,23 @@ class ClusterWindowLimiter:
                                  "KV store answers again." % (error, self.members, share))
 
     def _probe(self, now: float) -> None:
-        """Back in the KV store: leave the marker that keeps every member on its share until the calls
-        made on shares are out of every window, then keep to it like the others."""
+        """Back in the KV store: leave the handover marker, until which every call takes a numbered slot
+        and its member's share (so the windows that still hold calls made on shares alone stay within
+        the limit: every member within its share), then number calls again."""
         self._next_probe = now + PROBE_EVERY
-        until = max(self._last_share_call, now) + self.longest + SLACK
+        until = now + self.longest + SLACK  # every call made on this member's share alone is older
         try:
             pages = self.store.find([{"query": {"_key": self._share_key}}])
             for doc in pages[0]:
                 until = max(until, _number(doc.get("until"), float) or until)
-            self.store.save([{"_key": self._share_key, "on_share_of": self.budget, "until": until,
+            self.store.save([{"_key": self._share_key, "handover_of": self.budget, "until": until,
                               "expires": until + SLACK}])
         except BudgetStoreUnavailable:
             return
         self._fallen_back = False
-        self._on_share_until = max(self._on_share_until, until)
-        self.logger.info("budget %s: the KV store answers again; members keep to their shares until %s",
-                         self.budget, time.strftime("%H:%M:%S", time.gmtime(until)))
+        self._handover_until = max(self._handover_until, until)
+        self.logger.info("budget %s: the KV store answers again; until %s every call takes a slot and its "
+                         "member's share", self.budget, time.strftime("%H:%M:%S", time.gmtime(until)))
 
 
 def _number(value, kind=int):
