@@ -17,6 +17,7 @@ the two. Design and limits: docs/cluster-budget.md.
 
 import json
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -37,6 +38,9 @@ RESERVE_TTL = 15.0
 LOOKAHEAD = 32
 # Slots are deleted this long after they stop counting in every window (now and then, by any member).
 CLEANUP_EVERY = 60.0
+# A member that lost a number to another waits up to this long (at random) before reading again,
+# instead of chasing the winner number by number (each a 409).
+CONFLICT_BACKOFF = 0.05
 # A member that fell back to its share tries the KV store again this often.
 PROBE_EVERY = 30.0
 # A search head cluster has at least three members: the share when their number cannot be read.
@@ -326,6 +330,11 @@ class ClusterWindowLimiter:
                 self.claimed += 1
             else:  # another member took it, at a time this read does not know
                 self.conflicts += 1
+                if claimed == 0:
+                    backoff = random.uniform(0.0, CONFLICT_BACKOFF)
+                    self._not_before = self.clock() + backoff
+                    return backoff
+                break
             self._last_seen = max(self._last_seen or -1, number)
             number += 1
         return 0.0 if claimed else SLACK / 4
