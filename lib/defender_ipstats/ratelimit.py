@@ -89,6 +89,14 @@ class SlidingWindowLimiter:
             self._mine.stamp = now
             return 0.0
 
+    def record(self) -> None:
+        """Count a call made now whatever the windows hold (a call another budget admitted)."""
+        with self._lock:
+            now = self.clock()
+            self._forget_old(now)
+            bisect.insort(self._stamps, now)
+            self._mine.stamp = now
+
     def completed(self) -> None:
         stamp = getattr(self._mine, "stamp", None)
         self._mine.stamp = None
@@ -235,6 +243,14 @@ class SharedWindowLimiter:
         except sqlite3.Error as error:
             self._trouble(error)
             return STATE_TROUBLE_WAIT
+
+    def record(self) -> None:
+        """Count a call made now whatever the windows hold (a call another budget admitted)."""
+        try:
+            with self._transaction() as db:
+                self._mine.ticket = db.execute("INSERT INTO calls (at) VALUES (?)", (self.clock(),)).lastrowid
+        except sqlite3.Error as error:
+            self._trouble(error)
 
     def completed(self) -> None:
         ticket = getattr(self._mine, "ticket", None)

@@ -38,6 +38,12 @@ STATE_KEYS = ("retired", "no_hunting", "ok_200", "nf_404", "quota")
 FETCH_WORKERS = 4
 
 
+# The budgets this handler process has opened, kept for its life: a search head cluster's budget holds
+# slots it claimed ahead in the KV store, which a new object per request would leave unused. Only a
+# shortcut: a new process opens them again, and the state that matters is in the KV store or on disk.
+_LIMITERS: Dict[tuple, object] = {}
+
+
 class Forbidden(DefenderIpStatsError):
     """The caller may not use this account (allowed_roles)."""
 
@@ -222,7 +228,6 @@ class LookupJob:
         from ..fetcher import Fetcher, WaitAllowance
         from ..hunting import QUERY_TIMEOUT, HuntingClient, HuntingFetcher
         from ..jobwatch import POLL_TIMEOUT, JobWatcher
-        from ..ratelimit import host_limiter
         from .profile import resolve_profile, session
         from .tokens import AccountTokens
 
@@ -234,7 +239,6 @@ class LookupJob:
             watcher = JobWatcher(ctx.caller_service(timeout=POLL_TIMEOUT), params.sid, logger=ctx.logger)
             should_stop = watcher.should_stop
         allowance = WaitAllowance(params.max_wait)
-        registration = (account.tenant_id, account.client_id)
         per_ip = per_ip_no_wait = hunting = None
         if params.backend in ("ipstats", "auto"):
             tokens = AccountTokens(ctx.config, account, profile.credential, account.effective_scope, "api", http,
@@ -243,8 +247,7 @@ class LookupJob:
                                          timeout=min(account.timeout, CALL_TIMEOUT_CAP))
             self.client.answered_200 = params.state["ok_200"]
             self.client.answered_404 = params.state["nf_404"]
-            limiter = host_limiter("ipstats", *registration, [(settings.rate_per_minute, 60.0),
-                                                               (settings.rate_per_hour, 3600.0)], logger=ctx.logger)
+            limiter = self._budget("ipstats", [(settings.rate_per_minute, 60.0), (settings.rate_per_hour, 3600.0)])
             deadline = self.started + REQUEST_WORK_SECONDS
             per_ip = Fetcher(self.client, limiter, params.lookback_hours, allowance, workers=FETCH_WORKERS,
                              should_stop=should_stop, deadline=deadline, may_wait=False)
@@ -258,7 +261,7 @@ class LookupJob:
             graph_tokens = AccountTokens(ctx.config, account, profile.credential, account.graph_scope, "graph", http,
                                          logger=ctx.logger)
             self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
-            hunting_limiter = host_limiter("hunting", *registration, _hunting_limits(settings), logger=ctx.logger)
+            hunting_limiter = self._budget("hunting", _hunting_limits(settings))
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
                                      should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
                                      may_wait=False, quota_streak=params.state["quota"])
@@ -271,11 +274,34 @@ class LookupJob:
         self.fetchers = [f for f in (per_ip, per_ip_no_wait, hunting) if f is not None]
         return router
 
+    def _budget(self, api: str, limits):
+        """The budget of ``api`` for the account's registration: the host's, or on a search head
+        cluster the one every member shares in the KV store (claimed with the system session)."""
+        from ..clusterbudget import ClusterWindowLimiter, budget_for
+
+        key = (api, self.account.tenant_id.lower(), self.account.client_id.lower(), tuple(limits))
+        limiter = _LIMITERS.get(key)
+        service = self.ctx.system_service()
+        if limiter is None:
+            limiter = budget_for(api, self.account.tenant_id, self.account.client_id, limits, service,
+                                 logger=self.ctx.logger)
+            _LIMITERS[key] = limiter
+        if isinstance(limiter, ClusterWindowLimiter):
+            limiter.store.service = service  # this request's system session (an older one may have expired)
+        self.limiters.append(limiter)
+        return limiter
+
     # -- what the search is told ------------------------------------------------------------
     def _report_problems(self, answers) -> None:
         router = self.router
         if router is None:
             return
+        from ..clusterbudget import ClusterWindowLimiter
+
+        if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self.limiters):
+            self.messages.warn("The search head cluster's shared Defender API budget (KV store) is unavailable: "
+                               "this search head keeps to its share of the budget until the KV store answers "
+                               "again. See defenderipstats.log.")
         for fetcher in self.fetchers:
             if fetcher.fatal is not None and (self.params.backend != "auto" or fetcher is not router.hunting):
                 self.messages.say("ERROR", str(fetcher.fatal))

@@ -36,6 +36,7 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``authorization/capabilities``, ``messages``, ``apps/local`` (read only), ``kvstore/status``,
 ``configs/conf-<file>``, ``properties``, ``storage/passwords``, ``storage/collections/config``,
 ``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``),
+``shcluster/member/info`` and ``shcluster/member/members`` (members of a ``SearchHeadCluster``; 503 elsewhere),
 ``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
 ``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel), ``receivers/simple``
 (POST; the body is the raw data, ``index``/``sourcetype``/``source``/``host`` in the URL; needs the
@@ -89,11 +90,13 @@ one mixin per surface: ``system`` (server, auth, messages, apps, receivers), ``j
 
 from .conf import parse_conf_file, parse_conf_text
 from .model import DEFAULT_APP, RequestRecord
+from .shcluster import SearchHeadCluster
 from .standin import SplunkdStandin
 
 __all__ = [
     "DEFAULT_APP",
     "RequestRecord",
+    "SearchHeadCluster",
     "SplunkdStandin",
     "parse_conf_file",
     "parse_conf_text",

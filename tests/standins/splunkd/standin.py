@@ -31,11 +31,12 @@ from .rendering import _REASONS, Rendering, _error_body
 from .roles import DEFAULT_ROLES
 from .scripts import CustomRestEndpoints
 from .server import _Handler, _read_chunked
+from .shcluster import ClusterEndpoints
 from .system import SystemEndpoints
 
 
 class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfEndpoints, PasswordEndpoints,
-                     KVStoreEndpoints, CustomRestEndpoints):
+                     KVStoreEndpoints, CustomRestEndpoints, ClusterEndpoints):
     """A splunkd stand-in on ``http://127.0.0.1:<port>``.  See the package docstring."""
 
     def __init__(self, apps: Optional[Dict[str, Optional[str]]] = None,
@@ -46,8 +47,11 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
                  max_rows_per_query: int = 50000,
                  server_name: str = "splunk-standin",
                  python: Optional[str] = None,
-                 splunk_home: Optional[str] = None):
+                 splunk_home: Optional[str] = None,
+                 cluster: Optional[Any] = None):  # a shcluster.SearchHeadCluster
         self._lock = threading.RLock()
+        # A member of a search head cluster shares the cluster's KV store (see cluster.SearchHeadCluster).
+        self.cluster = cluster
         self.python = python or sys.executable
         self.splunk_home = splunk_home
         self.role_imports: Dict[str, List[str]] = {}
@@ -91,7 +95,8 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
         # (app, "default"|"local") -> {meta stanza: {key: value}}
         self._meta: Dict[Tuple[str, str], Dict[str, Dict[str, str]]] = {}
         self._apps: Dict[str, Optional[str]] = {}
-        self._kv: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
+        self._kv: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = cluster.kv_data if cluster else {}
+        self._kv_lock = cluster.kv_lock if cluster else self._lock
         self._messages: Dict[str, Dict[str, Any]] = {}
         self.messages: List[Dict[str, Any]] = []
         self.requests: List[RequestRecord] = []
@@ -347,13 +352,13 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
 
     def kv_documents(self, collection: str, app: str = DEFAULT_APP) -> List[Dict[str, Any]]:
         """Copies of the documents of a collection (with ``_key`` and ``_user``)."""
-        with self._lock:
+        with self._lock, self._kv_lock:
             store = self._kv.get((app, collection), {})
             return [self._render_doc(doc, key) for key, doc in store.items()]
 
     def kv_insert(self, collection: str, documents: Iterable[Dict[str, Any]], app: str = DEFAULT_APP) -> List[str]:
         """Upsert documents straight into a collection's data (no HTTP; types converted)."""
-        with self._lock:
+        with self._lock, self._kv_lock:
             config = self._view("collections", "nobody", app, collection)
             store = self._kv.setdefault((app, collection), {})
             keys = []
@@ -391,7 +396,7 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
             return dict(job) if job else None
 
     def kv_clear(self, collection: str, app: str = DEFAULT_APP) -> None:
-        with self._lock:
+        with self._lock, self._kv_lock:
             self._kv.pop((app, collection), None)
 
     def reset_requests(self) -> None:
@@ -598,6 +603,8 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
             self._ep_apps(req, rest, ctx)
         if rest[:2] == ["kvstore", "status"]:
             self._ep_kvstore_status(req)
+        if head == "shcluster":
+            self._ep_shcluster(req, rest)
         if head == "configs" and len(rest) >= 2 and rest[1].startswith("conf-"):
             self._ep_configs(req, ctx, rest[1][5:], rest[2:], rest_raw[2:])
         if head == "properties":
@@ -608,7 +615,9 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
         if rest[:3] == ["storage", "collections", "config"]:
             self._ep_collections_config(req, ctx, rest[3:], rest_raw[3:])
         if rest[:3] == ["storage", "collections", "data"] and len(rest) >= 4:
-            self._ep_collections_data(req, ctx, rest[3], rest[4:])
+            with self._kv_lock:  # one store for every member of a cluster: its writes are serialised
+                self._refuse_if_kv_down(req)
+                self._ep_collections_data(req, ctx, rest[3], rest[4:])
         if rest[:2] == ["search", "jobs"]:
             self._ep_jobs(req, rest[2:])
         if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries

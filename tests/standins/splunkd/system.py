@@ -53,13 +53,14 @@ class SystemEndpoints:
         content = {
             "build": self.build, "cpu_arch": "x86_64", "guid": self.guid, "health_info": "green",
             "host": self.server_name, "host_fqdn": self.server_name, "isFree": "0", "isTrial": "0",
-            "kvStoreStatus": "ready", "licenseKeys": [hashlib.sha256(self.guid.encode()).hexdigest().upper()],
+            "kvStoreStatus": self.cluster.kv_status if self.cluster else "ready",
+            "licenseKeys": [hashlib.sha256(self.guid.encode()).hexdigest().upper()],
             "licenseSignature": hashlib.md5(self.guid.encode()).hexdigest(),
             "licenseState": "OK", "master_guid": self.guid, "mode": "normal",
             "numberOfCores": str(os.cpu_count() or 1), "os_build": "#1 SMP standin", "os_name": "Linux",
             "os_version": "standin",
             "product_type": "enterprise", "serverName": self.server_name,
-            "server_roles": ["indexer", "license_master", "kv_store"],
+            "server_roles": self._server_roles(),
             "startup_time": str(int(self._started)), "version": self.version,
         }
         entry = self._system_entry("server-info", "/services/server/info/server-info", content)
@@ -123,8 +124,11 @@ class SystemEndpoints:
         self._feed(req, "current-context", "/services/authentication/current-context", [entry], links={})
 
     def _ep_kvstore_status(self, req: _Request) -> None:
-        content = {"current": {"status": "ready", "replicationStatus": "KV store captain",
-                               "standalone": "1", "storageEngine": "wiredTiger", "port": "8191"}}
+        if self.cluster is None:
+            current = {"status": "ready", "replicationStatus": "KV store captain", "standalone": "1"}
+        else:
+            current = self.cluster.kv_status_of(self)
+        content = {"current": dict(current, storageEngine="wiredTiger", port="8191")}
         entry = self._system_entry("status", "/services/kvstore/status/status", content)
         self._feed(req, "kvstore-status", "/services/kvstore/status", [entry], links={})
 

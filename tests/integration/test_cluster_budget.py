@@ -1,0 +1,334 @@
+"""One API budget for a whole search head cluster (issue 14).
+
+Three members (``standins.splunkd.SearchHeadCluster``: each its own splunkd stand-in and SPLUNK_HOME,
+one KV store) each run searches as processes of their own (``tests/support/cluster_member.py``: the app's
+``budget_for``, Fetcher and DefenderClient over HTTPS) against a Defender stand-in that enforces the
+limit. The windows are shortened (40 calls per 5 s) so that 300 cold IPs take well under a minute;
+``make bench`` measures the real 100 a minute.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from defender_ipstats import clusterbudget
+from defender_ipstats.clusterbudget import COLLECTION, ClusterWindowLimiter, budget_for, cluster_members
+from defender_ipstats.ratelimit import SharedWindowLimiter, SlidingWindowLimiter
+from defender_ipstats.splunkd import connect
+from standins import dataset
+from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_TENANT, DefenderStandin
+from standins.splunkd import SearchHeadCluster, SplunkdStandin
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SUPPORT = os.path.join(os.path.dirname(HERE), "support")
+PER_WINDOW, WINDOW = 40, 5.0
+LONG_COUNT, LONG_WINDOW = 400, 600.0
+LIMITS = [(PER_WINDOW, WINDOW), (LONG_COUNT, LONG_WINDOW)]
+
+
+def cluster_of(tmp_path, size=3):
+    homes = [str(tmp_path / ("sh%d" % (index + 1))) for index in range(size)]
+    return SearchHeadCluster(size, splunk_homes=homes, apps={"TA-defender-ipstats": ROOT})
+
+
+def busiest_window(times, seconds):
+    """The most calls in any sliding window of ``seconds`` (half-open, as the API counts)."""
+    times = sorted(times)
+    best, first = 0, 0
+    for last, at in enumerate(times):
+        while times[first] <= at - seconds:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def run_members(cluster, defender, ips, searches_per_member=2, during=None, max_wait=120):
+    """Every member runs ``searches_per_member`` searches at once over its own third of ``ips``."""
+    token = defender.issue_token()
+    shares = [ips[index::len(cluster.members)] for index in range(len(cluster.members))]
+    procs = []
+    for member, share in zip(cluster.members, shares):
+        job = {"splunkd_uri": member.base_url, "session_key": member.new_session_key("admin"),
+               "splunk_home": member.splunk_home, "api_url": defender.base_url, "ca_bundle": defender.ca_bundle,
+               "token": token, "tenant_id": DEFAULT_TENANT, "client_id": DEFAULT_CLIENT_ID, "limits": LIMITS,
+               "max_wait": max_wait,
+               "searches": [share[index::searches_per_member] for index in range(searches_per_member)]}
+        proc = subprocess.Popen([sys.executable, os.path.join(SUPPORT, "cluster_member.py")], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append((proc, json.dumps(job)))
+    outputs = [None] * len(procs)
+
+    def talk(index):
+        proc, job = procs[index]
+        outputs[index] = proc.communicate(job, timeout=max_wait + 60)
+
+    threads = [threading.Thread(target=talk, args=(index,)) for index in range(len(procs))]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    if during is not None:
+        during()
+    for thread in threads:
+        thread.join()
+    members = []
+    for (proc, _), (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr[-3000:]
+        members.append(json.loads(stdout.strip().splitlines()[-1]))
+    return members, time.time() - started
+
+
+def check_budget_held(defender, members, ips):
+    calls = [r for r in defender.api_requests if "/api/ips/" in r.path]
+    assert defender.throttled == 0
+    assert busiest_window([r.time for r in calls], WINDOW) <= PER_WINDOW
+    assert busiest_window([r.time for r in calls], LONG_WINDOW) <= LONG_COUNT
+    looked_up = [r.ip for r in calls]
+    assert sorted(looked_up) == sorted(ips), "every IP looked up exactly once"
+    for member in members:  # every member got work done: none starved
+        statuses = [s for search in member["searches"] for s in search["statuses"].values()]
+        assert statuses and set(statuses) <= {"found", "not_seen"}, set(statuses)
+    return calls
+
+
+# -- the stand-in's cluster ------------------------------------------------------------------------
+def test_members_share_one_kv_store_and_know_they_are_members(tmp_path):
+    with cluster_of(tmp_path) as cluster, SplunkdStandin() as single:
+        first, second = (connect(m.base_url, m.new_session_key()) for m in cluster.members[:2])
+        path = "storage/collections/data/%s/" % COLLECTION
+        first.post(path, owner="nobody", app="TA-defender-ipstats", headers=[("Content-Type", "application/json")],
+                   body=json.dumps({"_key": "k", "n": 1}))
+        from splunklib import binding
+
+        with pytest.raises(binding.HTTPError) as taken:  # the same _key through another member
+            second.post(path, owner="nobody", app="TA-defender-ipstats",
+                        headers=[("Content-Type", "application/json")], body=json.dumps({"_key": "k", "n": 2}))
+        assert taken.value.status == 409
+        assert cluster_members(first) == 3 and cluster_members(second) == 3
+        assert cluster_members(connect(single.base_url, single.new_session_key())) == 0
+        cluster.fail_kv_store()
+        with pytest.raises(binding.HTTPError) as down:
+            second.get(path, owner="nobody", app="TA-defender-ipstats")
+        assert down.value.status == 503
+
+
+def test_a_user_without_the_budget_collection_cannot_read_it(tmp_path):
+    """Admin-only (metadata): a search's own session cannot spend or forge the cluster's budget."""
+    with cluster_of(tmp_path, size=3) as cluster:
+        member = cluster.members[0]
+        member.add_user("analyst", roles=["user"])
+        service = connect(member.base_url, member.new_session_key("analyst"))
+        with pytest.raises(clusterbudget.BudgetStoreUnavailable, match="404"):
+            clusterbudget.SlotStore(service).find([{"query": {}}])
+
+
+# -- which budget ----------------------------------------------------------------------------------
+def test_a_single_search_head_keeps_the_host_budget_without_touching_the_kv_store(tmp_path):
+    with SplunkdStandin(apps={"TA-defender-ipstats": ROOT}) as single:
+        service = connect(single.base_url, single.new_session_key())
+        limiter = budget_for("ipstats", DEFAULT_TENANT, DEFAULT_CLIENT_ID, LIMITS, service,
+                             splunk_home=str(tmp_path))
+        assert isinstance(limiter, SharedWindowLimiter)
+        assert limiter.limits == sorted(LIMITS, key=lambda limit: limit[1])
+        for _ in range(3):
+            assert limiter.try_acquire() == 0
+            limiter.completed()
+        assert single.count(path_contains="storage/collections") == 0
+
+
+def test_a_member_gets_the_cluster_budget_and_a_share_as_fallback(tmp_path):
+    with cluster_of(tmp_path) as cluster:
+        member = cluster.members[1]
+        service = connect(member.base_url, member.new_session_key())
+        limiter = budget_for("ipstats", DEFAULT_TENANT, DEFAULT_CLIENT_ID, [(100, 60.0), (1500, 3600.0)], service,
+                             splunk_home=member.splunk_home)
+        assert isinstance(limiter, ClusterWindowLimiter)
+        assert limiter.members == 3
+        assert limiter.host.limits == [(33, 60.0), (500, 3600.0)]
+
+
+# -- the budget, member by member, on a fake clock ------------------------------------------------
+class FakeClock:
+    def __init__(self, now=1_800_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def member_limiters(cluster, limits, clock, count=3):
+    out = []
+    for member in cluster.members[:count]:
+        service = connect(member.base_url, member.new_session_key())
+        host = SlidingWindowLimiter([(max(1, c // len(cluster.members)), s) for c, s in limits], clock=clock)
+        out.append(ClusterWindowLimiter(clusterbudget.SlotStore(service), "ipstats|test", limits, host,
+                                        len(cluster.members), clock=clock))
+    return out
+
+
+def test_no_sliding_window_ever_holds_more_than_the_limit(tmp_path):
+    """Members take calls in a random order at random times, some of the calls slow: the calls, at the
+    time they reached the API (anywhere between taking budget and completing), never exceed a window."""
+    import random
+
+    rng = random.Random(14)
+    clock = FakeClock()
+    limits = [(10, 20.0), (25, 120.0)]
+    with cluster_of(tmp_path) as cluster:
+        limiters = member_limiters(cluster, limits, clock)
+        made = []
+        for _ in range(400):
+            clock.now += rng.choice([0.0, 0.1, 0.5, 1.0, 3.0])
+            limiter = rng.choice(limiters)
+            if limiter.try_acquire() == 0:
+                took = rng.choice([0.0, 0.2, 0.9, 2.5])  # the call completes this much later...
+                made.append(clock.now + took * rng.random())  # ...and reached the API in between
+                clock.now += took
+                limiter.completed()
+        for count, seconds in limits:
+            assert busiest_window(made, seconds) <= count
+        assert len(made) >= 25  # the budget was spent, not just refused
+        assert all(limiter.claimed for limiter in limiters)
+
+
+def test_a_full_window_answers_when_the_oldest_call_leaves_it(tmp_path):
+    clock = FakeClock()
+    with cluster_of(tmp_path) as cluster:
+        first, second = member_limiters(cluster, [(4, 10.0)], clock, count=2)
+        for limiter in (first, second, first, second):
+            assert limiter.try_acquire() == 0
+            limiter.completed()
+            clock.now += 1
+        wait = second.try_acquire()
+        assert wait == pytest.approx(10.0 + clusterbudget.SLACK - 4, abs=0.01)
+        assert first.available_in() == pytest.approx(wait, abs=0.01)
+        clock.now += wait
+        assert first.try_acquire() == 0
+
+
+def test_a_429_pauses_every_member(tmp_path):
+    clock = FakeClock()
+    with cluster_of(tmp_path) as cluster:
+        first, second, third = member_limiters(cluster, [(100, 60.0)], clock)
+        assert third.try_acquire() == 0
+        third.completed()
+        first.pause_for(30)
+        clock.now += clusterbudget.RESERVE_TTL + 1  # third's claimed slots are stale: it reads the store
+        assert second.try_acquire() == pytest.approx(30 - clusterbudget.RESERVE_TTL - 1, abs=0.01)
+        assert third.try_acquire() == pytest.approx(30 - clusterbudget.RESERVE_TTL - 1, abs=0.01)
+        clock.now += 30
+        assert second.try_acquire() == 0
+
+
+def test_old_slots_are_cleaned_up(tmp_path):
+    clock = FakeClock()
+    with cluster_of(tmp_path) as cluster:
+        (limiter,) = member_limiters(cluster, [(3, 10.0), (5, 60.0)], clock, count=1)
+        for _ in range(5):
+            clock.now += 11
+            assert limiter.try_acquire() == 0
+            limiter.completed()
+        budget_docs = cluster.members[0].kv_documents(COLLECTION)
+        assert len(budget_docs) == 5
+        clock.now += 60 + clusterbudget.SLACK + clusterbudget.CLEANUP_EVERY
+        limiter.available_in()
+        assert cluster.members[0].kv_documents(COLLECTION) == []
+
+
+def test_a_failing_kv_store_leaves_each_member_its_share_said_once(tmp_path):
+    clock = FakeClock()
+    said = []
+    with cluster_of(tmp_path) as cluster:
+        limiters = member_limiters(cluster, [(9, 60.0)], clock)
+        for limiter in limiters:
+            limiter.say = lambda level, text: said.append((level, text))
+        assert limiters[0].try_acquire() == 0  # one call on the shared budget, by the first member
+        limiters[0].completed()
+        cluster.fail_kv_store()
+        clock.now += clusterbudget.RESERVE_TTL + 1
+        admitted = [0, 0, 0]
+        for _ in range(6):
+            for index, limiter in enumerate(limiters):
+                if limiter.try_acquire() == 0:
+                    admitted[index] += 1
+                    limiter.completed()
+        # 9 / 3 = 3 each, and the first member's call on the shared budget counts against its share
+        assert admitted == [2, 3, 3]
+        assert all(limiter.on_share for limiter in limiters)
+        assert len(said) == 3
+        assert all("shared Defender API budget (KV store) is unavailable" in text and "1/3" in text for _, text in said)
+
+
+def test_back_from_an_outage_calls_take_a_slot_and_a_share_until_the_windows_clear(tmp_path):
+    """Calls made on shares alone are not numbered: until they are out of every window, each call
+    takes a numbered slot and its member's share, on every member (the marker in the KV store)."""
+    clock = FakeClock()
+    with cluster_of(tmp_path) as cluster:
+        first, second = member_limiters(cluster, [(9, 60.0)], clock, count=2)  # shares: 3 a minute
+
+        def numbered():
+            return len([doc for doc in cluster.members[0].kv_documents(COLLECTION) if "n" in doc])
+
+        cluster.fail_kv_store()
+        assert first.try_acquire() == 0  # on its share alone
+        first.completed()
+        cluster.recover_kv_store()
+        clock.now += clusterbudget.PROBE_EVERY
+        assert first.try_acquire() == 0  # the KV store answers: the marker, then a slot and a share
+        first.completed()
+        assert first.try_acquire() == 0
+        first.completed()
+        before = numbered()
+        assert before >= 2  # (a round may claim one more than it uses)
+        # its share is spent (the call on the share alone still counts) though slots remain
+        assert first.try_acquire() == pytest.approx(60 - clusterbudget.PROBE_EVERY, abs=0.01)
+        assert second.try_acquire() == 0 and second.on_share, "the member that never saw the outage too"
+        second.completed()
+        assert numbered() > before
+        clock.now += 60 + clusterbudget.SLACK + 1
+        for _ in range(3):
+            assert first.try_acquire() == 0  # slots alone again: more than a share
+            first.completed()
+        assert not first.on_share and not second.on_share
+
+
+# -- three member processes, 300 cold IPs ---------------------------------------------------------
+@pytest.mark.slow
+def test_three_members_share_one_budget(tmp_path):
+    ips = dataset.ips(300, seed=1414)
+    with cluster_of(tmp_path) as cluster, \
+            DefenderStandin(rate_per_minute=PER_WINDOW, rate_per_hour=LONG_COUNT,
+                            window_seconds=(WINDOW, LONG_WINDOW)) as defender:
+        members, elapsed = run_members(cluster, defender, ips)
+        check_budget_held(defender, members, ips)
+        searches = [search for member in members for search in member["searches"]]
+        assert all(search["limiter"] == "ClusterWindowLimiter" and not search["on_share"] for search in searches)
+        assert not any(search["messages"] for search in searches)
+        # 300 calls at 40 per 5 s (+ 1 s of slack per window) take about 45 s
+        assert elapsed < 300 / PER_WINDOW * (WINDOW + clusterbudget.SLACK) + 20
+
+
+@pytest.mark.slow
+def test_three_members_hold_the_limit_when_the_kv_store_fails_midway(tmp_path):
+    ips = dataset.ips(300, seed=1415)
+    with cluster_of(tmp_path) as cluster, \
+            DefenderStandin(rate_per_minute=PER_WINDOW, rate_per_hour=LONG_COUNT,
+                            window_seconds=(WINDOW, LONG_WINDOW)) as defender:
+        def fail_when_a_third_is_done():
+            while len(defender.api_requests) < 100:
+                time.sleep(0.05)
+            cluster.fail_kv_store()
+
+        members, _ = run_members(cluster, defender, ips, during=fail_when_a_third_is_done, max_wait=150)
+        calls = check_budget_held(defender, members, ips)
+        searches = [search for member in members for search in member["searches"]]
+        assert all(search["on_share"] for search in searches)
+        for search in searches:  # said once per search, as a search message
+            (level, text), = search["messages"]
+            assert level == "WARN" and "budget (KV store) is unavailable (splunkd answered 503)" in text
+        assert len(calls) == 300
