@@ -122,7 +122,16 @@ for folder, _, files in os.walk(lib):
 import requests, urllib3, msal, jsonschema, jwt, certifi, idna, charset_normalizer
 import splunklib.client, splunklib.searchcommands
 import defender_ipstats
-from defender_ipstats import access, auth, broker, cache, certs, client, command, enrichment, settings, splunkd
+from defender_ipstats import access
+from defender_ipstats.microsoft import entra
+from defender_ipstats import broker
+from defender_ipstats.splunk import kvcache
+from defender_ipstats.microsoft import certs
+from defender_ipstats.microsoft import defender
+from defender_ipstats.search import command
+from defender_ipstats.search import enrichment
+from defender_ipstats.core import settings
+from defender_ipstats.splunk import conf
 import importlib.metadata as md
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "site-packages" in m.__file__})

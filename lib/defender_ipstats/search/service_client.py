@@ -11,8 +11,8 @@ import json
 import time
 from typing import Callable, Dict, List, Optional
 
-from ..errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
-from ..model import PENDING, IpStats, failed, rate_limited
+from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
+from ..core.model import PENDING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
 # What one request may carry. The service bounds its own time (about 30 s); the HTTP timeout of the

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
-from ..cache import KVStoreCache, SafeCache
-from ..errors import ConfigurationError, DefenderIpStatsError
-from ..lookup import Resolver, normalise_ip
-from ..model import PENDING, RATE_LIMITED, IpStats
-from ..settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
+from ..core.errors import ConfigurationError, DefenderIpStatsError
+from ..core.lookup import Resolver, normalise_ip
+from ..core.model import PENDING, RATE_LIMITED, IpStats
+from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
+from ..splunk.kvcache import KVStoreCache, SafeCache
 from .context import RequestContext
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
@@ -128,14 +128,14 @@ class PublishingCache:
         return self.cache.get_many(ips)
 
     def put_many(self, results):
-        from .. import published
+        from ..splunk import published
 
         results = list(results)
         self.cache.put_many(results)
         try:
             published.publish(self.service, results, self.account, self.lookback_hours, self.settings)
         except Exception as error:  # the lookup still answers; the hourly rebuild catches up
-            from ..cache import describe_failure
+            from ..splunk.kvcache import describe_failure
 
             self.logger.warning("could not publish %d answers to the lookup defenderipstats: %s", len(results),
                                 describe_failure(error))
@@ -175,7 +175,7 @@ class LookupJob:
         self.limiters = []
 
     def run(self) -> dict:
-        from ..splunkd import KVSTORE_TIMEOUT
+        from ..splunk.rest import KVSTORE_TIMEOUT
 
         params, logger = self.params, self.ctx.logger
         cache = None
@@ -217,12 +217,13 @@ class LookupJob:
         return self.router.fetch_many(ips)
 
     def _build_router(self):
-        from ..backends import BackendRouter
-        from ..client import DefenderClient
-        from ..fetcher import Fetcher, WaitAllowance
-        from ..hunting import QUERY_TIMEOUT, HuntingClient, HuntingFetcher
-        from ..jobwatch import POLL_TIMEOUT, JobWatcher
-        from ..ratelimit import host_limiter
+        from ..core.backends import BackendRouter
+        from ..core.fetcher import Fetcher, WaitAllowance
+        from ..core.hunting import HuntingFetcher
+        from ..microsoft.defender import DefenderClient
+        from ..microsoft.hunting import QUERY_TIMEOUT, HuntingClient
+        from ..splunk.budget import host_limiter
+        from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
         from .profile import resolve_profile, session
         from .tokens import AccountTokens
 
@@ -260,6 +261,7 @@ class LookupJob:
             self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
             hunting_limiter = host_limiter("hunting", *registration, _hunting_limits(settings), logger=ctx.logger)
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
+                                     split=self.hunting_client.batches,
                                      should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
                                      may_wait=False, quota_streak=params.state["quota"])
             self.tokens.append(graph_tokens)

@@ -11,8 +11,8 @@ path, so no path can reach a handler whose capability the caller lacks.
 
 import json
 
-from ..errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
-from ..logs import one_line
+from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
+from ..splunk.logs import one_line
 from .context import RequestContext
 from .lookups import Forbidden
 

@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterable, List, Sequence, Tuple
 
-from . import APP_NAME
+from .. import APP_NAME
 
 # A Retry-After longer than the longest window is not believed (nor a pause left by a clock set back).
 MAX_PAUSE = 3600.0

@@ -26,6 +26,15 @@ RESERVED_ACCOUNT_NAMES = ("default",)
 ROLE_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,100}\Z")
 
 
+def normalise_thumbprint(text: str) -> str:
+    """A SHA-1 thumbprint as 40 lowercase hex digits (spaces and colons, as certificate viewers show
+    them, are dropped). Raises ValueError otherwise."""
+    value = re.sub(r"[\s:]", "", str(text or "")).lower()
+    if not re.fullmatch(r"[0-9a-f]{40}", value):
+        raise ValueError("certificate_thumbprint must be the certificate's SHA-1 thumbprint: 40 hex digits")
+    return value
+
+
 def check_account_name(name, what: str = "account") -> str:
     """``name`` if it is a usable account name, else a ConfigurationError that shows it safely."""
     text = name if isinstance(name, str) else ""
@@ -204,8 +213,6 @@ class Account:
         if auth == "certificate":
             if not thumbprint:
                 raise ConfigurationError("%sauth = certificate needs certificate_thumbprint." % where)
-            from .certs import normalise_thumbprint
-
             try:
                 thumbprint = normalise_thumbprint(thumbprint)
             except ValueError as error:

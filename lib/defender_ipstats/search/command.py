@@ -13,12 +13,12 @@ import sys
 
 from splunklib.searchcommands import Configuration, Option, SearchMetric, StreamingCommand
 
-from . import splunkd
+from ..core.errors import DefenderIpStatsError
+from ..core.settings import Options, Settings, check_account_name
+from ..splunk import rest
+from ..splunk.logs import get_logger
 from .chunked import LeanBody, Unsupported, write_reply
-from .errors import DefenderIpStatsError
-from .logs import get_logger
-from .search.service_client import REQUEST_TIMEOUT, ServiceClient
-from .settings import Options, Settings, check_account_name
+from .service_client import REQUEST_TIMEOUT, ServiceClient
 
 
 @Configuration(distributed=False)
@@ -54,7 +54,7 @@ class DefenderIpStatsCommand(StreamingCommand):
             raw = self._raw_options()
             if raw["account"] is not None:
                 check_account_name(str(raw["account"]).strip(), "account")
-            client = ServiceClient(splunkd.connect(info.splunkd_uri, info.session_key,
+            client = ServiceClient(rest.connect(info.splunkd_uri, info.session_key,
                                                    timeout=REQUEST_TIMEOUT))
             described = client.describe(str(raw["account"] or "").strip())
             settings = Settings.from_conf(described.get("settings") or {})
@@ -77,13 +77,13 @@ class DefenderIpStatsCommand(StreamingCommand):
             options, settings, client, logger, sid = self._started
             info = self.metadata.searchinfo
             try:
+                from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
                 from .enrichment import Enrichment
-                from .jobwatch import POLL_TIMEOUT, JobWatcher
 
                 # Separate connections with short timeouts: a hanging KV store costs one warning, not
                 # the search; a slow job poll must not hold up the lookups for long.
-                kv_service = splunkd.connect(info.splunkd_uri, info.session_key, timeout=splunkd.KVSTORE_TIMEOUT)
-                watcher = JobWatcher(splunkd.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
+                kv_service = rest.connect(info.splunkd_uri, info.session_key, timeout=rest.KVSTORE_TIMEOUT)
+                watcher = JobWatcher(rest.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
                                      sid, logger=logger)
                 self._enrichment = Enrichment(options, settings, client, kv_service, logger, sid=sid,
                                               should_stop=watcher.should_stop)

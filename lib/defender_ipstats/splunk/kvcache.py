@@ -10,8 +10,8 @@ import json
 import time
 from typing import Dict, Iterable, List
 
-from . import APP_NAME
-from .model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
+from .. import APP_NAME
+from ..core.model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
 
 COLLECTION = "defenderipstats_cache"
 PAGE_KEYS = 1000

@@ -24,8 +24,8 @@ import time
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Tuple
 
-from . import APP_NAME
-from .lookup import normalise_ip
+from .. import APP_NAME
+from ..core.lookup import normalise_ip
 
 ACTION_NAME = "defenderipstats_alert"
 SOURCETYPE = "defenderipstats:enrichment"
@@ -358,7 +358,7 @@ def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
 
 
 def main(argv=None) -> int:
-    from .splunkd import connect
+    from ..splunk.rest import connect
 
     return run(sys.argv if argv is None else argv, io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"),
                sys.stderr, connect)

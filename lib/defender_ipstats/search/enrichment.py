@@ -10,11 +10,11 @@ in ``command`` only feeds it chunks and passes the messages on.
 import time
 from typing import List, Tuple
 
-from .cache import KVStoreCache, SafeCache
-from .fetcher import WaitAllowance
-from .lookup import ChunkEnricher, Resolver
-from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
-from .search.service_client import ServiceLookups
+from ..core.fetcher import WaitAllowance
+from ..core.lookup import ChunkEnricher, Resolver
+from ..core.model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
+from ..splunk.kvcache import KVStoreCache, SafeCache
+from .service_client import ServiceLookups
 
 
 class Enrichment:

@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from .client import Retired, Throttled
 from .errors import DefenderIpStatsError
 from .model import ERROR, IpStats, failed, pending, rate_limited
+from .outcomes import Retired, Throttled
 
 MAX_THROTTLED_RETRIES = 3
 WAIT_STEP = 1.0  # seconds; a cancelled search is noticed within one step (plus the job poll interval)
