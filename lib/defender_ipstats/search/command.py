@@ -1,14 +1,10 @@
-"""The splunklib adapter: options in, chunks through ``Enrichment``, messages out.
+"""splunklib's hook: the options, ``prepare`` (at getinfo) and ``stream`` (a chunk of records).
 
-splunklib parses the options, answers getinfo (``prepare`` runs there) and reads every request.
-Execute chunks take the lean path (``chunked``: the CSV text, not one dict per event, and the reply
-framed as splunklib frames it); a chunk that path leaves alone, or every chunk when
-``DEFENDERIPSTATS_LEAN=0`` is set in the environment, goes through splunklib's record reader,
-``stream()`` and splunklib's record writer. Either way search-level problems are one readable error,
-and a chunk's events never go missing.
+splunklib parses the options, answers getinfo and reads every request; the execute loop and its lean
+path are in ``lean``. Either way search-level problems are one readable error, and a chunk's events
+never go missing.
 """
 
-import os
 import sys
 
 from splunklib.searchcommands import Configuration, Option, SearchMetric, StreamingCommand
@@ -17,12 +13,12 @@ from ..core.errors import DefenderIpStatsError
 from ..core.settings import Options, Settings, check_account_name
 from ..splunk import rest
 from ..splunk.logs import get_logger
-from .chunked import LeanBody, Unsupported, write_reply
+from .lean import LeanExecution
 from .service_client import REQUEST_TIMEOUT, ServiceClient
 
 
 @Configuration(distributed=False)
-class DefenderIpStatsCommand(StreamingCommand):
+class DefenderIpStatsCommand(LeanExecution, StreamingCommand):
     """| defenderipstats field=<field> [lookbackhours=<1..720>] [account=<name>] [prefix=<string>]
     [cache=use|refresh|off] [maxwait=<seconds>] [backend=ipstats|hunting|auto]
     """
@@ -77,6 +73,7 @@ class DefenderIpStatsCommand(StreamingCommand):
             options, settings, client, logger, sid = self._started
             info = self.metadata.searchinfo
             try:
+                # at the first execute chunk: getinfo needs neither (nor the KV cache they import)
                 from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
                 from .enrichment import Enrichment
 
@@ -101,19 +98,19 @@ class DefenderIpStatsCommand(StreamingCommand):
         return {name: getattr(self, name) for name in
                 ("field", "lookbackhours", "account", "prefix", "cache", "maxwait", "backend")}
 
-    # -- the splunklib path ----------------------------------------------------------------
+    # -- splunklib's hook: one protocol chunk of records (the lean path in ``lean`` takes most chunks)
     def stream(self, records):
-        records = list(records)  # one protocol chunk
+        records = list(records)
         enrichment = self.enrichment
         try:
-            enrichment.enrich(records, last=self._finished)
+            enrichment.enrich(records, last=self.finished)
         except Exception as error:  # last resort: the events still go out
-            self._chunk_failed(error)
+            enrichment.chunk_failed(error)
             names = enrichment.enricher.names
             for record in records:  # every record must carry every output field
                 for name in names:
                     record.setdefault(name, "")
-        messages, metrics = self._chunk_report()
+        messages, metrics = enrichment.chunk_report(self.finished)
         for level, text in messages:
             if level == "ERROR":
                 self.write_error(text)
@@ -122,82 +119,3 @@ class DefenderIpStatsCommand(StreamingCommand):
         for name, value in metrics:
             self.write_metric(name, SearchMetric(*value))
         return records
-
-    # -- the lean path ---------------------------------------------------------------------
-    def _execute(self, ifile, process):
-        if self._protocol_version != 2 or os.environ.get("DEFENDERIPSTATS_LEAN", "1") == "0":
-            return super()._execute(ifile, process)
-        self._execute_lean(ifile)
-
-    def _execute_lean(self, ifile):
-        """splunklib's execute loop (``_execute_v2``), with the lean path for each chunk it can take.
-
-        Requests are read by splunklib (``_read_chunk``). A reply the lean path writes carries this
-        chunk's messages and metrics itself (``_chunk_report``); a chunk it leaves alone goes through
-        splunklib's reader, ``stream()`` and writer, as without it. An exception ends the search as
-        in splunklib: its ``process()`` reports it and writes the last reply, since ``is_flushed`` is
-        off until this chunk's reply is out.
-        """
-        istream = self._as_binary_stream(ifile)
-        writer = self._record_writer
-        lean = None
-        while True:
-            request = self._read_chunk(istream)
-            if not request:
-                return
-            metadata, body = request
-            action = getattr(metadata, "action", None)
-            if action != "execute":
-                raise RuntimeError("Expected execute action, not %s" % action)
-            self._finished = getattr(metadata, "finished", False)
-            writer.is_flushed = False
-            self._metadata.update(metadata)
-            if lean is None:  # (an error building the enrichment goes into this chunk's reply)
-                enricher = self.enrichment.enricher
-                lean = LeanBody(enricher.field, enricher.names, self._decode_list)
-            self._lean_chunk(lean, request)
-            del request, metadata, body  # before the next request is read: one chunk in memory at a time
-
-    def _lean_chunk(self, lean, request):
-        writer = self._record_writer
-        try:
-            reply = lean.process(request[1], self._enrich_values)
-        except Unsupported as why:  # raised before any lookup: splunklib's path takes this chunk
-            # (a shape the lean path did not foresee is worth a warning in the log; the others are not)
-            log = self.enrichment.logger.warning if why.__cause__ is not None else self.enrichment.logger.debug
-            log("sid=%s chunk left to splunklib: %s", self.enrichment.sid, why)
-            self._execute_chunk_v2(self.stream, request)
-            writer.write_chunk(finished=self._finished)
-            return
-        messages, metrics = self._chunk_report()
-        inspector = {}
-        if messages:
-            inspector["messages"] = [[level, text] for level, text in messages]
-        for name, value in metrics:
-            inspector["metric." + name] = list(value)
-        write_reply(writer.ofile, reply, self._finished, inspector)
-        writer.is_flushed = True
-
-    def _enrich_values(self, values):
-        try:
-            return self.enrichment.enrich_values(values, last=self._finished)
-        except Exception as error:  # last resort: the events go out with empty output fields
-            self._chunk_failed(error)
-            return None
-
-    # -- both ------------------------------------------------------------------------------
-    def _chunk_failed(self, error):
-        enrichment = self.enrichment
-        enrichment.logger.exception("sid=%s chunk failed", enrichment.sid)
-        enrichment.warn("Some events could not be enriched (internal error: %s)." % type(error).__name__)
-
-    def _chunk_report(self):
-        """This chunk's messages, and on the last chunk the search's figures (logged, and as metrics)."""
-        enrichment = self.enrichment
-        messages = enrichment.take_messages()
-        metrics = []
-        if self._finished:
-            summary = enrichment.summary()
-            enrichment.logger.info(" ".join("%s=%s" % item for item in summary.items()))
-            metrics = enrichment.metrics(summary)
-        return messages, metrics
