@@ -10,7 +10,7 @@ in ``command`` only feeds it chunks and passes the messages on.
 import time
 from typing import List, Tuple
 
-from ..core.fetcher import WaitAllowance
+from ..core.gate import WaitAllowance
 from ..core.lookup import ChunkEnricher, Resolver
 from ..core.model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
 from ..splunk.kvcache import KVStoreCache, SafeCache

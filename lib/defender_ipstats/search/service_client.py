@@ -12,6 +12,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
+from ..core.gate import STOPPED_REASON, WAIT_STEP
 from ..core.model import PENDING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
@@ -19,10 +20,8 @@ LOOKUP_PATH = "defenderipstats/lookup"
 # search's connection to splunkd leaves room for splunkd queueing a request behind others.
 MAX_IPS_PER_REQUEST = 2500
 REQUEST_TIMEOUT = 90
-WAIT_STEP = 1.0
 # Answers that made no progress and gave no reason to wait: the service is not getting anywhere.
 IDLE_ROUNDS = 3
-STOPPED_REASON = "not looked up: the search was cancelled or finalised"
 METRIC_KEYS = ("api_calls", "retries", "throttled", "hunting_calls", "token_requests", "cache_hits")
 
 

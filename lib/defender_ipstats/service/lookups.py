@@ -218,7 +218,8 @@ class LookupJob:
 
     def _build_router(self):
         from ..core.backends import BackendRouter
-        from ..core.fetcher import Fetcher, WaitAllowance
+        from ..core.fetcher import Fetcher
+        from ..core.gate import WaitAllowance
         from ..core.hunting import HuntingFetcher
         from ..microsoft.defender import DefenderClient
         from ..microsoft.hunting import QUERY_TIMEOUT, HuntingClient
@@ -284,7 +285,7 @@ class LookupJob:
             if fetcher.stopped:
                 self.messages.warn("The search was cancelled or finalised: defenderipstats stopped calling the "
                                    "Defender API; the events that were not looked up pass through with status error.")
-            if getattr(fetcher, "gave_up", None):
+            if fetcher.gave_up:
                 self.messages.warn("The Defender API kept failing (server errors or timeouts, each retried): the "
                                    "remaining IPs of this search were not sent (status error). "
                                    "See defenderipstats.log.")
