@@ -170,7 +170,7 @@ _register_lock = threading.Lock()
 def ensure_rs256() -> str:
     """Make sure PyJWT can sign RS256: "cryptography" when PyJWT has it, else "pure-python" (registered here)."""
     global _registered
-    import jwt
+    import jwt  # at first use: only certificate accounts sign with PyJWT
     from jwt.algorithms import Algorithm
 
     with _register_lock:

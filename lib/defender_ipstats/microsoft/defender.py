@@ -11,6 +11,8 @@ import threading
 import time
 from typing import Callable, Optional, Union
 
+import requests
+
 from ..core.errors import AuthenticationError, AuthorizationError
 from ..core.lookup import is_canonical_ip
 from ..core.model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats, rate_limited
@@ -113,8 +115,6 @@ class DefenderClient:
         return True
 
     def _get(self, ip, url, lookback_hours, token):
-        import requests  # at call time: getinfo must not pay for it
-
         with self._count_lock:
             self.calls += 1
         try:
@@ -159,7 +159,7 @@ class DefenderClient:
         return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="unexpected HTTP %d" % status)
 
     def _parse_ok(self, ip, response) -> IpStats:
-        import jsonschema  # at call time: getinfo must not pay for it
+        import jsonschema  # at the first answer to parse: slow to import, and only the service needs it
 
         try:
             document = response.json()

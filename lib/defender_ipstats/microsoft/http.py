@@ -11,11 +11,14 @@ a timeout, since msal's own calls carry none when it is handed an http_client.
 import random
 import re
 import time
+from email.utils import parsedate_to_datetime
 from typing import Callable, Optional, Tuple, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from requests.utils import should_bypass_proxies
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ResponseError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 
@@ -58,8 +61,6 @@ class AppSession(requests.Session):
 
 
 def bypasses_proxy(url: str, no_proxy: str) -> bool:
-    from requests.utils import should_bypass_proxies
-
     entries = ",".join(part.strip() for part in re.split(r"[,\s]+", no_proxy) if part.strip())
     return bool(entries) and should_bypass_proxies(url, no_proxy=entries)
 
@@ -95,9 +96,6 @@ def _seconds(value: float) -> str:
 
 
 def _timed_out(error) -> bool:
-    from urllib3.exceptions import NewConnectionError
-    from urllib3.exceptions import TimeoutError as Urllib3Timeout
-
     reason = getattr(error.args[0], "reason", None) if error.args else None
     return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
 
@@ -135,7 +133,7 @@ class LazyValidator:
 
     def __call__(self, document) -> None:
         if self._validator is None:
-            import jsonschema  # at first use: getinfo must not pay for it
+            import jsonschema  # at first use: a process that never parses an answer need not import it
 
             self._validator = jsonschema.Draft7Validator(self.schema)
         self._validator.validate(document)
@@ -162,8 +160,6 @@ def retry_after_seconds(value, default: float = 60.0) -> float:
     except ValueError:
         pass
     try:
-        from email.utils import parsedate_to_datetime
-
         when = parsedate_to_datetime(text)
         return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError, IndexError):

@@ -25,6 +25,8 @@ import re
 import time
 from typing import Dict, List, Optional, Union
 
+import requests
+
 from ..core.errors import AuthenticationError, AuthorizationError
 from ..core.hunting import MAX_BATCH_IPS
 from ..core.lookup import is_canonical_ip, normalise_ip
@@ -161,8 +163,6 @@ class HuntingClient:
         return batches(ips, budget, max_ips)
 
     def _post(self, body, token):
-        import requests  # at call time: getinfo must not pay for it
-
         self.calls += 1
         try:
             return self.session.post(
@@ -195,7 +195,7 @@ class HuntingClient:
         return HuntingFailure("Graph API error %d" % status, retryable=500 <= status <= 599)
 
     def _parse(self, ips, response):
-        import jsonschema  # at call time: getinfo must not pay for it
+        import jsonschema  # at the first answer to parse: slow to import, and only the service needs it
 
         try:
             document = response.json()

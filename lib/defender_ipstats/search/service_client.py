@@ -11,6 +11,8 @@ import json
 import time
 from typing import Callable, Dict, List, Optional
 
+from splunklib import binding
+
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
 from ..core.gate import STOPPED_REASON, WAIT_STEP
 from ..core.model import PENDING, IpStats, failed, rate_limited
@@ -37,8 +39,6 @@ class ServiceClient:
         return self._call("POST", **form)
 
     def _call(self, method: str, **form) -> dict:
-        from splunklib import binding
-
         form = {key: value for key, value in form.items() if value is not None}
         try:
             if method == "GET":

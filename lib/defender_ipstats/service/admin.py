@@ -18,6 +18,8 @@ from ..core.outcomes import Retired, Throttled
 from ..core.settings import Account, Settings, check_account_name
 from ..splunk.conf import ACCOUNTS_CONF, SETTINGS_CONF
 from ..splunk.passwords import CREDENTIAL_REALM, PROXY_REALM
+from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
+from .tokens import STORE, TOKEN_REALM, AccountTokens, TokenStore, entry_name
 
 ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "scope", "graph_url", "auth",
                   "certificate_thumbprint", "ca_bundle", "proxy_url", "timeout", "allowed_roles")
@@ -113,8 +115,6 @@ def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
 
 
 def forget_tokens(config, name: str) -> None:
-    from .tokens import STORE, TOKEN_REALM, entry_name
-
     STORE.forget(name)
     for resource in ("api", "graph"):
         try:
@@ -140,10 +140,7 @@ def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip
     never sent to a host the form names. Answers {"ok": True, "message": ...} or
     {"ok": False, "stage": "configuration"|"sign-in"|"api", "message": ...}.
     """
-    # at call time: the account list and edits need neither requests nor msal
-    from ..microsoft.defender import DefenderClient
-    from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
-    from .tokens import AccountTokens, TokenStore
+    from ..microsoft.defender import DefenderClient  # at call time: listing and editing accounts needs no requests
 
     form = form or {}
     try:

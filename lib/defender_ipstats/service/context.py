@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Tuple
 
+from splunklib import binding
+
 from ..core.errors import SplunkdError
 from ..splunk import rest
 from ..splunk.conf import SplunkdConfig
@@ -81,8 +83,6 @@ class RequestContext:
     def caller(self) -> Caller:
         """The caller's roles and capabilities, as splunkd knows them for the caller's own session."""
         if self._caller is None:
-            from splunklib import binding
-
             try:
                 response = self.caller_service().get("authentication/current-context", output_mode="json")
                 entries = json.loads(response.body.read().decode("utf-8")).get("entry") or []

@@ -23,7 +23,9 @@ from ..core.errors import ConfigurationError, DefenderIpStatsError
 from ..core.lookup import Resolver, normalise_ip
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
-from ..splunk.kvcache import KVStoreCache, SafeCache
+from ..splunk import published
+from ..splunk.kvcache import KVStoreCache, SafeCache, describe_failure
+from ..splunk.rest import KVSTORE_TIMEOUT
 from .context import RequestContext
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
@@ -128,15 +130,11 @@ class PublishingCache:
         return self.cache.get_many(ips)
 
     def put_many(self, results):
-        from ..splunk import published
-
         results = list(results)
         self.cache.put_many(results)
         try:
             published.publish(self.service, results, self.account, self.lookback_hours, self.settings)
         except Exception as error:  # the lookup still answers; the hourly rebuild catches up
-            from ..splunk.kvcache import describe_failure
-
             self.logger.warning("could not publish %d answers to the lookup defenderipstats: %s", len(results),
                                 describe_failure(error))
 
@@ -175,8 +173,6 @@ class LookupJob:
         self.limiters = []
 
     def run(self) -> dict:
-        from ..splunk.rest import KVSTORE_TIMEOUT
-
         params, logger = self.params, self.ctx.logger
         cache = None
         if params.cache != "off":
@@ -217,6 +213,8 @@ class LookupJob:
         return self.router.fetch_many(ips)
 
     def _build_router(self):
+        # at the first cold IP: answering from the cache, or describing an account at getinfo, needs neither
+        # requests, msal nor the SQLite budget files
         from ..core.backends import BackendRouter
         from ..core.fetcher import Fetcher
         from ..core.gate import WaitAllowance

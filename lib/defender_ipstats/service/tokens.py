@@ -144,7 +144,7 @@ class AccountTokens:
             return entry["access_token"]
 
     def _new_token(self) -> dict:
-        from ..microsoft.entra import TokenProvider
+        from ..microsoft.entra import TokenProvider  # at the first token: msal and requests are slow to import
 
         provider = TokenProvider(self.account.client_id, self.credential, self.account.effective_authority,
                                  self.scope, http_client=self.session)

@@ -2,6 +2,8 @@
 
 from typing import Dict
 
+from splunklib import binding
+
 from .. import APP_NAME
 from ..core.errors import SplunkdError
 from ..core.settings import AccountDirectory, Settings
@@ -29,8 +31,6 @@ class ConfStore:
         self.service = service
 
     def stanza(self, conf: str, stanza: str) -> Dict[str, str]:
-        from splunklib import binding
-
         path = "configs/conf-%s/%s" % (conf, binding.UrlEncoded(stanza, encode_slash=True))
         data = get_json(self.service, path)
         entries = data.get("entry") or []
@@ -45,8 +45,6 @@ class ConfStore:
         Stanzas that other apps own are left out (and logged); a name that another app shares
         globally is marked shadowed, since splunkd would merge that app's keys into the app's own.
         """
-        from splunklib import binding
-
         try:
             data = get_json(self.service, "configs/conf-%s" % ACCOUNTS_CONF, count=0, owner="nobody", app="-")
         except binding.HTTPError as error:
@@ -69,8 +67,6 @@ class ConfStore:
 
     def save_stanza(self, conf: str, name: str, values: Dict[str, str], create: bool) -> None:
         """Create or change ``[name]`` of ``conf`` in the app (its local layer), through REST."""
-        from splunklib import binding
-
         try:
             if create:
                 self.service.post("configs/conf-%s" % conf, name=name, **values)
@@ -82,8 +78,6 @@ class ConfStore:
 
     def delete_stanza(self, conf: str, name: str) -> bool:
         """Remove ``[name]`` from ``conf``; False when there was none."""
-        from splunklib import binding
-
         path = "configs/conf-%s/%s" % (conf, binding.UrlEncoded(name, encode_slash=True))
         try:
             self.service.delete(binding.UrlEncoded(path, skip_encode=True))
@@ -94,8 +88,6 @@ class ConfStore:
             raise SplunkdError(rest_failure("delete [%s] from %s.conf" % (name, conf), error))
 
     def settings(self) -> Settings:
-        from splunklib import binding
-
         try:
             return Settings.from_conf(self.stanza(SETTINGS_CONF, "settings"))
         except (KeyError, binding.HTTPError) as error:
@@ -105,8 +97,6 @@ class ConfStore:
 
     def server_proxy(self) -> Dict[str, str]:
         """Splunk's own proxy settings, server.conf [proxyConfig] (empty when unset or unreadable)."""
-        from splunklib import binding
-
         try:
             return self.stanza("server", "proxyConfig")
         except (KeyError, binding.HTTPError):

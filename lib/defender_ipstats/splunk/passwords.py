@@ -1,5 +1,7 @@
 """The app's credentials in splunkd's storage/passwords (client secrets, proxy credentials, tokens)."""
 
+from splunklib import binding
+
 from .. import APP_NAME
 from ..core.errors import CredentialError, SplunkdError
 from .rest import get_json, http_status, rest_failure
@@ -21,8 +23,6 @@ class CredentialStore:
 
     def password(self, realm: str, username: str, what: str = "credential"):
         """The clear password of ``realm:username:`` in storage/passwords, or None when there is none."""
-        from splunklib import binding
-
         name = credential_name(realm, username)
         path = "storage/passwords/%s" % binding.UrlEncoded(name, encode_slash=True)
         try:
@@ -53,8 +53,6 @@ class CredentialStore:
 
     def store_password(self, realm: str, username: str, password: str) -> None:
         """Create or replace ``realm:username:`` in storage/passwords (the app's namespace)."""
-        from splunklib import binding
-
         try:
             self.service.post("storage/passwords", name=username, realm=realm, password=password)
         except binding.HTTPError as error:
@@ -68,8 +66,6 @@ class CredentialStore:
                 raise SplunkdError(rest_failure("store a credential", again))
 
     def delete_password(self, realm: str, username: str) -> bool:
-        from splunklib import binding
-
         name = binding.UrlEncoded(credential_name(realm, username), encode_slash=True)
         try:
             self.service.delete(binding.UrlEncoded("storage/passwords/%s" % name, skip_encode=True))

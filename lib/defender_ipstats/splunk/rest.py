@@ -7,6 +7,8 @@ Always through REST with the caller's own session key (never files on disk), so 
 import json
 from urllib.parse import urlsplit
 
+from splunklib import binding, client
+
 from .. import APP_NAME
 from ..core.errors import SplunkdError
 
@@ -17,8 +19,6 @@ KVSTORE_TIMEOUT = 10
 
 def connect(splunkd_uri: str, session_key: str, timeout: float = SPLUNKD_TIMEOUT):
     """A splunklib Service in the app's namespace, authenticated with the search's session key."""
-    from splunklib import binding, client  # at call time: getinfo must not import splunklib's client
-
     parts = urlsplit(splunkd_uri)
     return client.Service(
         handler=binding.handler(timeout=timeout),
@@ -33,8 +33,6 @@ def connect(splunkd_uri: str, session_key: str, timeout: float = SPLUNKD_TIMEOUT
 
 def get_json(service, path: str, **query) -> dict:
     """GET ``path`` (already encoded) as JSON; splunklib's HTTPError passes through for the caller to judge."""
-    from splunklib import binding  # at call time, as in connect()
-
     try:
         response = service.get(binding.UrlEncoded(path, skip_encode=True), output_mode="json", **query)
         return json.loads(response.body.read().decode("utf-8"))
