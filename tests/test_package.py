@@ -122,16 +122,12 @@ for folder, _, files in os.walk(lib):
 import requests, urllib3, msal, jsonschema, jwt, certifi, idna, charset_normalizer
 import splunklib.client, splunklib.searchcommands
 import defender_ipstats
-from defender_ipstats import access
-from defender_ipstats.microsoft import entra
-from defender_ipstats import broker
-from defender_ipstats.splunk import kvcache
-from defender_ipstats.microsoft import certs
-from defender_ipstats.microsoft import defender
-from defender_ipstats.search import command
-from defender_ipstats.search import enrichment
-from defender_ipstats.core import settings
-from defender_ipstats.splunk import conf
+from defender_ipstats.core import backends, contract, fetcher, gate, hunting, lookup, outcomes, settings
+from defender_ipstats.microsoft import certs, defender, entra, http
+from defender_ipstats.microsoft import hunting as hunting_client
+from defender_ipstats.splunk import budget, conf, jobwatch, kvcache, logs, passwords, published, rest
+from defender_ipstats.service import admin, context, lookups, profile, router, tokens
+from defender_ipstats.search import alert, chunked, command, enrichment, lean, service_client
 import importlib.metadata as md
 outside = sorted({m.__file__ for m in list(sys.modules.values())
                   if getattr(m, "__file__", None) and "site-packages" in m.__file__})

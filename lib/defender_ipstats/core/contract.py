@@ -2,7 +2,8 @@
 
 The backend router and the privileged service talk to a per-IP ``Fetcher`` and a ``HuntingFetcher``
 through ``IpFetcher`` only; the fetchers talk to the HTTP clients through ``PerIpClient`` and
-``HuntingQueries``, which ``microsoft.defender`` and ``microsoft.hunting`` implement.
+``HuntingQueries``, which ``microsoft.defender`` and ``microsoft.hunting`` implement, and to the
+host's budget through ``Limiter`` (``splunk.budget``).
 """
 
 from typing import Callable, Dict, List, Optional, Protocol, Union
@@ -10,6 +11,19 @@ from typing import Callable, Dict, List, Optional, Protocol, Union
 from .errors import DefenderIpStatsError
 from .model import IpStats
 from .outcomes import HuntingFailure, QuotaExceeded, Retired, Throttled
+
+
+class Limiter(Protocol):
+    """The host's API budget (``splunk.budget``: sliding windows shared through SQLite, or in memory)."""
+
+    def try_acquire(self) -> float:
+        """Take one call of budget and return 0, or return the seconds until one is free."""
+
+    def completed(self) -> None:
+        """The calling thread's last call has finished: it counts from now."""
+
+    def pause_for(self, seconds: float) -> None:
+        """Nobody calls before ``seconds`` from now (a 429's Retry-After, a hunting quota answer)."""
 
 
 class PerIpClient(Protocol):

@@ -17,6 +17,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .contract import Limiter
+
 WAIT_STEP = 1.0  # seconds; a cancelled search is noticed within one step (plus the job poll interval)
 STOPPED_REASON = "not looked up: the search was cancelled or finalised"
 
@@ -36,7 +38,7 @@ class WaitAllowance:
 
 
 class BudgetGate:
-    def __init__(self, limiter, allowance: WaitAllowance, retry_allowance: Optional[WaitAllowance] = None,
+    def __init__(self, limiter: Limiter, allowance: WaitAllowance, retry_allowance: Optional[WaitAllowance] = None,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
                  should_stop: Optional[Callable[[], bool]] = None, deadline: Optional[float] = None,
                  may_wait: bool = True):

@@ -41,7 +41,7 @@ class HuntingFetcher:
         self.lookback_hours = lookback_hours
         self.allowance = allowance
         self.split = split or in_batches_of(MAX_BATCH_IPS)
-        # As for fetcher.Fetcher: no query starts past ``deadline`` (on ``clock``), and with ``may_wait``
+        # As for the per-IP Fetcher: no query starts past ``deadline`` (on ``clock``), and with ``may_wait``
         # False budget that is not free now makes the batch ``pending`` (``retry_in``), not a wait here.
         self.gate = BudgetGate(limiter, allowance, sleep=sleep, clock=clock, should_stop=should_stop,
                                deadline=deadline, may_wait=may_wait)

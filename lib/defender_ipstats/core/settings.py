@@ -1,7 +1,7 @@
 """Settings, accounts and command options: parsed and validated from plain strings.
 
 splunkd hands everything over as text; this module turns it into typed, checked values
-with messages an admin can act on. No I/O here (``splunkd`` reads the text).
+with messages an admin can act on. No I/O here (``splunk.conf`` reads the text).
 """
 
 import re
@@ -91,6 +91,8 @@ class Settings:
     rate_per_hour: int = 1500
     log_level: str = "INFO"
     backend: str = "auto"
+    # Microsoft documents "at least 45 calls a minute" per tenant for Graph's advanced hunting; 1,500 an
+    # hour is the older Defender for Endpoint API's figure, kept as a cautious hourly cap.
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
 

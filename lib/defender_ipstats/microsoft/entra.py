@@ -31,7 +31,7 @@ class TokenProvider:
         self._credential = credential
         self._authority = authority
         self._scope = scope
-        self._http_client = http_client  # a transport.AppSession: verify, proxy and timeout live there
+        self._http_client = http_client  # an http.AppSession: verify, proxy and timeout live there
         self._app = None
         self._current = None
         self._lock = threading.Lock()

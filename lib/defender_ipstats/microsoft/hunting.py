@@ -43,11 +43,6 @@ QUERY_TIMEOUT = 170.0
 # address up to 43. Worst case, about 2,000 IPs a query; random IPv4s, about 2,300.
 MAX_QUERY_CHARS = 100000
 QUERY_BUDGET = 90000
-# Defaults of the hunting budget (settings hunting_rate_per_minute / _per_hour). Microsoft documents
-# "at least 45 calls a minute" per tenant for Graph's advanced hunting; 1,500 an hour is the older
-# Defender for Endpoint API's figure, kept as a cautious hourly cap.
-HUNTING_PER_MINUTE = 45
-HUNTING_PER_HOUR = 1500
 
 _QUOTA_MESSAGE = re.compile(r"exceeded the allowed limits", re.IGNORECASE)
 
