@@ -159,3 +159,18 @@ def test_each_import_inside_a_function_says_why(name):
         assert said, "%s:%d imports %s inside a function without saying why" % (name, line, module)
         heavy = module.split(".")[0] in HEAVY or module.startswith(NAME)
         assert heavy, "%s:%d: %s is cheap to import at the top" % (name, line, module)
+
+
+@pytest.mark.parametrize("entry", ["defender_ipstats.search.command", "defender_ipstats.service.router"])
+def test_what_getinfo_loads_imports_no_slow_library(entry):
+    """getinfo loads the command, and the service's handler answers its account request: neither may pay
+    for requests, msal, jsonschema or SQLite, which the imports inside functions put off."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; import %s; print(json.dumps(sorted(m for m in ('requests', 'msal', 'jsonschema', "
+            "'sqlite3', 'jwt') if m in sys.modules)))" % entry)
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(PACKAGE.parent), capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(PACKAGE.parent), "PATH": ""})
+    assert json.loads(out.stdout) == []
