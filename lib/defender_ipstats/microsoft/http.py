@@ -88,6 +88,8 @@ def describe_failure(error, timeout: Optional[float] = None) -> str:
         return "TLS certificate verification failed"
     if "timed out" in text.lower():
         return "timed out" + after
+    if "Connection refused" in text:
+        return "connection failed"
     return type(error).__name__
 
 

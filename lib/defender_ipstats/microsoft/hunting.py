@@ -167,7 +167,8 @@ class HuntingClient:
             )
         except requests.exceptions.RequestException as error:
             # a timeout is not retried: a query that ran this long has spent its CPU, and would again
-            return HuntingFailure("hunting query failed: %s" % describe_failure(error, self.timeout))
+            reason = describe_failure(error, self.timeout)
+            return HuntingFailure("hunting query " + reason if reason.startswith("timed out") else reason)
 
     def _interpret(self, ips, response):
         status = response.status_code
