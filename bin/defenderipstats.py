@@ -10,7 +10,7 @@ if APP_LIB not in sys.path:
 
 from splunklib.searchcommands import dispatch  # noqa: E402
 
-from defender_ipstats.command import DefenderIpStatsCommand  # noqa: E402
+from defender_ipstats.search.command import DefenderIpStatsCommand  # noqa: E402
 
 if __name__ == "__main__":
     dispatch(DefenderIpStatsCommand, sys.argv, sys.stdin, sys.stdout, __name__)

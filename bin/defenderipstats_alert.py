@@ -10,7 +10,7 @@ APP_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if APP_LIB not in sys.path:
     sys.path.insert(0, APP_LIB)
 
-from defender_ipstats.alert import main  # noqa: E402
+from defender_ipstats.search.alert import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,8 +15,8 @@ if APP_LIB not in sys.path:
 
 from splunk.persistconn.application import PersistentServerConnectionApplication  # noqa: E402
 
-from defender_ipstats.logs import get_logger  # noqa: E402
 from defender_ipstats.service import router  # noqa: E402
+from defender_ipstats.splunk.logs import get_logger  # noqa: E402
 
 
 class DefenderIpStatsRestHandler(PersistentServerConnectionApplication):

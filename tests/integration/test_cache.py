@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from defender_ipstats import splunkd as splunkd_rest
-from defender_ipstats.cache import BATCH_SAVE, KVStoreCache, cache_key
-from defender_ipstats.model import ERROR, FOUND, NOT_SEEN, SOURCE_API, IpStats
+from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, SOURCE_API, IpStats
+from defender_ipstats.splunk import rest as splunkd_rest
+from defender_ipstats.splunk.kvcache import BATCH_SAVE, KVStoreCache, cache_key
 from standins import dataset
 
 

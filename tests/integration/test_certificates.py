@@ -10,8 +10,8 @@ import hashlib
 
 import pytest
 
-from defender_ipstats import certs
-from defender_ipstats.errors import CredentialError
+from defender_ipstats.core.errors import CredentialError
+from defender_ipstats.microsoft import certs
 from harness import events, expected_fields
 from standins import dataset
 from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_TENANT, DefenderStandin
@@ -100,7 +100,7 @@ def test_msal_signs_with_the_pure_python_rs256_when_cryptography_is_absent(certi
     import jwt
     import msal
 
-    from defender_ipstats.transport import AppSession
+    from defender_ipstats.microsoft.http import AppSession
 
     key_pem, cert_pem, thumbprint = certificate
     standin = DefenderStandin(tenants={DEFAULT_TENANT: {DEFAULT_CLIENT_ID: {"certificate": cert_pem}}}).start()

@@ -2,10 +2,12 @@
 
 import pytest
 
-from defender_ipstats.auth import TokenProvider
-from defender_ipstats.client import DefenderClient, Throttled, is_canonical_ip, retry_after_seconds
-from defender_ipstats.errors import AuthenticationError, AuthorizationError
-from defender_ipstats.transport import AppSession
+from defender_ipstats.core.errors import AuthenticationError, AuthorizationError
+from defender_ipstats.core.lookup import is_canonical_ip
+from defender_ipstats.core.outcomes import Throttled
+from defender_ipstats.microsoft.defender import DefenderClient
+from defender_ipstats.microsoft.entra import TokenProvider
+from defender_ipstats.microsoft.http import AppSession, retry_after_seconds
 from standins import dataset
 from standins import defender as d
 

@@ -17,9 +17,10 @@ import time
 import pytest
 
 from defender_ipstats import clusterbudget
-from defender_ipstats.clusterbudget import COLLECTION, ClusterWindowLimiter, budget_for, cluster_members
-from defender_ipstats.ratelimit import SharedWindowLimiter, SlidingWindowLimiter
-from defender_ipstats.splunkd import connect
+from defender_ipstats.splunk.budget import SharedWindowLimiter, SlidingWindowLimiter
+from defender_ipstats.splunk.clusterbudget import ClusterWindowLimiter, budget_for
+from defender_ipstats.splunk.rest import connect
+from defender_ipstats.splunk.slotstore import COLLECTION, cluster_members
 from standins import dataset
 from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_TENANT, DefenderStandin
 from standins.splunkd import SearchHeadCluster, SplunkdStandin

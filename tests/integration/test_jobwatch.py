@@ -1,7 +1,7 @@
 """JobWatcher against the splunkd stand-in's search/jobs: is the search still wanted?"""
 
-from defender_ipstats import splunkd as splunkd_rest
-from defender_ipstats.jobwatch import JobWatcher
+from defender_ipstats.splunk import rest as splunkd_rest
+from defender_ipstats.splunk.jobwatch import JobWatcher
 
 
 class Clock:

@@ -12,11 +12,11 @@ import time
 import pytest
 from spl import Pipeline, commands, pipeline
 
-from defender_ipstats import published
-from defender_ipstats.cache import cache_key
-from defender_ipstats.model import ERROR, FOUND, NOT_SEEN, RATE_LIMITED, IpStats
-from defender_ipstats.settings import Settings
-from defender_ipstats.splunkd import connect
+from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, RATE_LIMITED, IpStats
+from defender_ipstats.core.settings import Settings
+from defender_ipstats.splunk import published
+from defender_ipstats.splunk.kvcache import cache_key
+from defender_ipstats.splunk.rest import connect
 from harness import APP, APP_ROOT
 from standins.splunkd import parse_conf_file
 

@@ -13,7 +13,7 @@ its own tenant, token service and data. The search is
 
 import pytest
 
-from defender_ipstats.clouds import CLOUDS
+from defender_ipstats.core.clouds import CLOUDS
 from harness import events
 from standins import dataset
 from standins.defender import DefenderStandin

@@ -2,14 +2,15 @@
 
 import pytest
 
-from defender_ipstats import splunkd as splunkd_rest
-from defender_ipstats.errors import ConfigurationError, CredentialError, SplunkdError
+from defender_ipstats.core.errors import ConfigurationError, CredentialError, SplunkdError
+from defender_ipstats.splunk import conf as splunkd_rest
+from defender_ipstats.splunk.rest import connect
 from harness import AppHarness
 
 
 @pytest.fixture
 def config(splunkd):
-    return splunkd_rest.SplunkdConfig(splunkd_rest.connect(splunkd.base_url, splunkd.new_session_key("admin")))
+    return splunkd_rest.SplunkdConfig(connect(splunkd.base_url, splunkd.new_session_key("admin")))
 
 
 def test_shipped_defaults(config):
@@ -88,6 +89,6 @@ def test_splunkd_failures_are_one_clear_error(splunkd, config):
 def test_expired_session_is_explained(splunkd):
     key = splunkd.new_session_key("admin")
     splunkd.expire_session(key)
-    config = splunkd_rest.SplunkdConfig(splunkd_rest.connect(splunkd.base_url, key))
+    config = splunkd_rest.SplunkdConfig(connect(splunkd.base_url, key))
     with pytest.raises(SplunkdError, match="401"):
         config.settings()

@@ -14,11 +14,12 @@ import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lib"))
 
-from defender_ipstats.client import DefenderClient  # noqa: E402
-from defender_ipstats.clusterbudget import budget_for  # noqa: E402
-from defender_ipstats.fetcher import Fetcher, WaitAllowance  # noqa: E402
-from defender_ipstats.splunkd import connect  # noqa: E402
-from defender_ipstats.transport import AppSession  # noqa: E402
+from defender_ipstats.core.fetcher import Fetcher  # noqa: E402
+from defender_ipstats.core.gate import WaitAllowance  # noqa: E402
+from defender_ipstats.microsoft.defender import DefenderClient  # noqa: E402
+from defender_ipstats.microsoft.http import AppSession  # noqa: E402
+from defender_ipstats.splunk.clusterbudget import budget_for  # noqa: E402
+from defender_ipstats.splunk.rest import connect  # noqa: E402
 
 
 class FixedToken:

@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from defender_ipstats import alert
-from defender_ipstats.splunkd import connect
+from defender_ipstats.search import alert
+from defender_ipstats.splunk.rest import connect
 from harness import APP, APP_ROOT, COMMAND_PYTHON
 from standins import dataset
 from standins.splunkd import parse_conf_file

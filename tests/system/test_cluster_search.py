@@ -10,7 +10,7 @@ import threading
 import pytest
 from test_cluster_budget import busiest_window
 
-from defender_ipstats.clusterbudget import MAX_BATCH
+from defender_ipstats.splunk.clusterbudget import MAX_BATCH
 from harness import APP_ROOT, COMMAND_PYTHON, AppHarness, events
 from standins import dataset
 from standins.defender import DefenderStandin

@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from spl import Pipeline, commands, pipeline
 
-from defender_ipstats.cache import KVStoreCache, cache_key
+from defender_ipstats.splunk.kvcache import KVStoreCache, cache_key
 from harness import APP, APP_ROOT, events
 from standins import dataset
 from standins.splunkd import parse_conf_file
@@ -78,7 +78,7 @@ def test_purge_is_an_enabled_scheduled_search_over_the_cache():
 def test_the_lookup_shows_every_field_the_command_writes():
     """inputlookup returns only transforms.conf's fields_list: a field missing there would be lost
     by every purge (outputlookup rewrites the documents from what inputlookup returned)."""
-    from defender_ipstats.model import FOUND, SOURCE_API, IpStats
+    from defender_ipstats.core.model import FOUND, SOURCE_API, IpStats
 
     document = reader(60, 60)._to_document(IpStats(ip="192.0.2.1", status=FOUND, prevalence=1,
                                                     first_seen="x", last_seen="y", source=SOURCE_API,

@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 import pytest
 from spl import commands, expand_macros, pipeline, split_args, substitute_tokens, tokens_in
 
-from defender_ipstats.errors import ConfigurationError
-from defender_ipstats.settings import Options, Settings
+from defender_ipstats.core.errors import ConfigurationError
+from defender_ipstats.core.settings import Options, Settings
 from harness import APP_ROOT, events
 from standins import dataset
 from standins.splunkd import parse_conf_file
@@ -46,7 +46,7 @@ def check_call(args_text: str) -> Options:
     """Parses a call's arguments exactly as the command does at run time."""
     from splunklib.searchcommands.internals import CommandLineParser
 
-    from defender_ipstats.command import DefenderIpStatsCommand
+    from defender_ipstats.search.command import DefenderIpStatsCommand
 
     args = split_args(args_text)
     names = [a.split("=", 1)[0] for a in args if "=" in a]

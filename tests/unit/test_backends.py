@@ -1,9 +1,9 @@
 """The backend router (ipstats / hunting / auto), with fake fetchers."""
 
-from defender_ipstats.backends import SWITCH_NOTE, BackendRouter
-from defender_ipstats.errors import AuthorizationError
-from defender_ipstats.fetcher import RETIRED_REASON
-from defender_ipstats.model import FOUND, NOT_SEEN, RATE_LIMITED, SOURCE_API, SOURCE_HUNTING, IpStats, failed
+from defender_ipstats.core.backends import SWITCH_NOTE, BackendRouter
+from defender_ipstats.core.errors import AuthorizationError
+from defender_ipstats.core.fetcher import RETIRED_REASON
+from defender_ipstats.core.model import FOUND, NOT_SEEN, RATE_LIMITED, SOURCE_API, SOURCE_HUNTING, IpStats, failed
 
 
 class Fake:

@@ -15,9 +15,9 @@ from splunklib.searchcommands import SearchMetric
 from splunklib.searchcommands.internals import RecordWriterV2
 from splunklib.searchcommands.search_command import SearchCommand
 
-from defender_ipstats.chunked import Body, LeanBody, Unsupported, mv_encode, write_reply
-from defender_ipstats.lookup import ChunkEnricher
-from defender_ipstats.model import ERROR, FOUND, NOT_SEEN, IpStats
+from defender_ipstats.core.lookup import ChunkEnricher
+from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, IpStats
+from defender_ipstats.search.chunked import Body, LeanBody, Unsupported, mv_encode, write_reply
 from protocol import decode_chunks, decode_records
 
 NAMES = tuple("defender_" + s for s in ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error"))
@@ -194,7 +194,7 @@ def test_enrichment_failure_leaves_the_output_fields_empty():
 
 
 def test_many_rows_across_parse_slices_keep_their_order():
-    from defender_ipstats import chunked
+    from defender_ipstats.search import chunked
 
     rows = []
     for i in range(3 * chunked.PARSE_SLICE + 7):

@@ -1,10 +1,10 @@
 """Fetching within the budget and the wait allowance, with fake collaborators."""
 
-from defender_ipstats.client import Throttled
-from defender_ipstats.errors import AuthorizationError
-from defender_ipstats.fetcher import Fetcher, WaitAllowance
-from defender_ipstats.model import ERROR, FOUND, RATE_LIMITED, SOURCE_API, IpStats
-from defender_ipstats.ratelimit import SlidingWindowLimiter
+from defender_ipstats.core.errors import AuthorizationError
+from defender_ipstats.core.fetcher import Fetcher, WaitAllowance
+from defender_ipstats.core.model import ERROR, FOUND, RATE_LIMITED, SOURCE_API, IpStats
+from defender_ipstats.core.outcomes import Throttled
+from defender_ipstats.splunk.budget import SlidingWindowLimiter
 
 
 class Clock:
@@ -154,7 +154,7 @@ def test_a_stopped_search_makes_no_more_calls():
 
 
 def test_gives_up_after_failures_in_a_row():
-    from defender_ipstats.fetcher import FAILURES_BEFORE_GIVING_UP
+    from defender_ipstats.core.fetcher import FAILURES_BEFORE_GIVING_UP
 
     failing = [IpStats(ip="x", status=ERROR, source=SOURCE_API, error="Defender API error 500")] * 20
     client = Client(failing)

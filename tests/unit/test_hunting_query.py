@@ -5,19 +5,9 @@ import re
 
 import pytest
 
-from defender_ipstats.hunting import (
-    MAX_BATCH_IPS,
-    MAX_QUERY_CHARS,
-    QUERY_BUDGET,
-    QUOTA_BACKOFF_CAP,
-    QUOTA_BACKOFF_FIRST,
-    HuntingClient,
-    HuntingFailure,
-    QuotaExceeded,
-    batches,
-    build_query,
-    quota_delay,
-)
+from defender_ipstats.core.hunting import MAX_BATCH_IPS, QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST, quota_delay
+from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
+from defender_ipstats.microsoft.hunting import MAX_QUERY_CHARS, QUERY_BUDGET, HuntingClient, batches, build_query
 
 
 def test_query_lists_canonical_ips_and_the_mapped_ipv4_form():
@@ -191,8 +181,8 @@ class ScriptedClient:
 
 
 def fetcher(answers, max_wait=3600.0, should_stop=None):
-    from defender_ipstats.fetcher import WaitAllowance
-    from defender_ipstats.hunting import HuntingFetcher
+    from defender_ipstats.core.fetcher import WaitAllowance
+    from defender_ipstats.core.hunting import HuntingFetcher
 
     clock = FakeClock()
     limiter = FakeLimiter(clock)
@@ -202,7 +192,7 @@ def fetcher(answers, max_wait=3600.0, should_stop=None):
 
 
 def found(ips):
-    from defender_ipstats.model import FOUND, IpStats
+    from defender_ipstats.core.model import FOUND, IpStats
 
     return {ip: IpStats(ip=ip, status=FOUND, prevalence=1, source="hunting") for ip in ips}
 

@@ -4,7 +4,7 @@
 import io
 import logging
 
-from defender_ipstats.logs import MASK, SafeFormatter, one_line, redact, scrub
+from defender_ipstats.splunk.logs import MASK, SafeFormatter, one_line, redact, scrub
 
 
 def _logger(name):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from defender_ipstats.lookup import ChunkEnricher, Normaliser, Resolver, distinct_ips, normalise_ip
-from defender_ipstats.model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, SOURCE_CACHE, IpStats
+from defender_ipstats.core.lookup import ChunkEnricher, Normaliser, Resolver, distinct_ips, normalise_ip
+from defender_ipstats.core.model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, SOURCE_CACHE, IpStats
 
 NAMES = ["defender_" + s for s in ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")]
 
@@ -41,7 +41,7 @@ def test_normalise_gives_only_canonical_ips_for_any_text():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from defender_ipstats.client import is_canonical_ip
+    from defender_ipstats.core.lookup import is_canonical_ip
 
     pieces = st.sampled_from(["../", "%2e", "%", "?", "#", " ", "\r\n", "/", ":", "::", ".", "%eth0", "\u00a0"])
     ip = st.ip_addresses().map(str)

@@ -1,6 +1,6 @@
 """The in-process sliding windows and 429 pauses, on a fake clock."""
 
-from defender_ipstats.ratelimit import SlidingWindowLimiter
+from defender_ipstats.splunk.budget import SlidingWindowLimiter
 
 
 class Clock:
@@ -43,7 +43,7 @@ def test_pause_blocks_everyone_until_it_ends():
 
 # -- the pure window arithmetic ---------------------------------------------------------------
 def test_seconds_until_free_names_the_call_whose_departure_frees_a_place():
-    from defender_ipstats.ratelimit import seconds_until_free
+    from defender_ipstats.splunk.budget import seconds_until_free
 
     assert seconds_until_free([], [(1, 60)], 100.0) == 0
     assert seconds_until_free([10.0, 20.0, 30.0], [(3, 60)], 40.0) == 30.0
@@ -70,7 +70,7 @@ import time  # noqa: E402
 
 import pytest  # noqa: E402
 
-from defender_ipstats.ratelimit import (  # noqa: E402
+from defender_ipstats.splunk.budget import (  # noqa: E402
     SharedWindowLimiter,
     host_limiter,
     registration_key,
@@ -88,7 +88,7 @@ def _python(code: str, *args) -> subprocess.Popen:
 
 GRABBER = """
 import sys, threading, time
-from defender_ipstats.ratelimit import SharedWindowLimiter
+from defender_ipstats.splunk.budget import SharedWindowLimiter
 path, start = sys.argv[1], float(sys.argv[2])
 limiter = SharedWindowLimiter(path, [(50, 60), (1000, 3600)])
 granted = []
@@ -123,7 +123,7 @@ def test_processes_together_never_exceed_a_window(tmp_path):
 
 HOLDER = """
 import sys, time
-from defender_ipstats.ratelimit import SharedWindowLimiter
+from defender_ipstats.splunk.budget import SharedWindowLimiter
 limiter = SharedWindowLimiter(sys.argv[1], [(1, 60)])
 with limiter._transaction() as db:
     db.execute("INSERT INTO calls (at) VALUES (?)", (time.time(),))
@@ -152,7 +152,7 @@ def test_a_killed_process_leaves_no_stale_lock_and_no_half_written_call(tmp_path
 
 PAUSED = """
 import sys
-from defender_ipstats.ratelimit import SharedWindowLimiter
+from defender_ipstats.splunk.budget import SharedWindowLimiter
 print(SharedWindowLimiter(sys.argv[1], [(100, 60)]).try_acquire())
 """
 

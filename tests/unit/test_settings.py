@@ -2,8 +2,8 @@
 
 import pytest
 
-from defender_ipstats.errors import ConfigurationError
-from defender_ipstats.settings import Account, Options, Settings
+from defender_ipstats.core.errors import ConfigurationError
+from defender_ipstats.core.settings import Account, Options, Settings
 
 ACCOUNT = {"tenant_id": "contoso.onmicrosoft.com", "client_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}
 

@@ -11,18 +11,19 @@ import json
 import time
 from typing import Callable, Dict, List, Optional
 
-from ..errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
-from ..model import PENDING, IpStats, failed, rate_limited
+from splunklib import binding
+
+from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
+from ..core.gate import STOPPED_REASON, WAIT_STEP
+from ..core.model import PENDING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
 # What one request may carry. The service bounds its own time (about 30 s); the HTTP timeout of the
 # search's connection to splunkd leaves room for splunkd queueing a request behind others.
 MAX_IPS_PER_REQUEST = 2500
 REQUEST_TIMEOUT = 90
-WAIT_STEP = 1.0
 # Answers that made no progress and gave no reason to wait: the service is not getting anywhere.
 IDLE_ROUNDS = 3
-STOPPED_REASON = "not looked up: the search was cancelled or finalised"
 METRIC_KEYS = ("api_calls", "retries", "throttled", "hunting_calls", "token_requests", "cache_hits")
 
 
@@ -38,8 +39,6 @@ class ServiceClient:
         return self._call("POST", **form)
 
     def _call(self, method: str, **form) -> dict:
-        from splunklib import binding
-
         form = {key: value for key, value in form.items() if value is not None}
         try:
             if method == "GET":

@@ -12,9 +12,14 @@ the stored secret (or the stored proxy password) to a host it names.
 
 from typing import Dict, Optional
 
-from ..errors import AuthenticationError, ConfigurationError, DefenderIpStatsError
-from ..settings import Account, Settings, check_account_name
-from ..splunkd import ACCOUNTS_CONF, CREDENTIAL_REALM, PROXY_REALM, SETTINGS_CONF
+from ..core.errors import AuthenticationError, ConfigurationError, DefenderIpStatsError
+from ..core.model import FOUND, INVALID, NOT_SEEN, IpStats
+from ..core.outcomes import Retired, Throttled
+from ..core.settings import Account, Settings, check_account_name
+from ..splunk.conf import ACCOUNTS_CONF, SETTINGS_CONF
+from ..splunk.passwords import CREDENTIAL_REALM, PROXY_REALM
+from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
+from .tokens import STORE, TOKEN_REALM, AccountTokens, TokenStore, entry_name
 
 ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "scope", "graph_url", "auth",
                   "certificate_thumbprint", "ca_bundle", "proxy_url", "timeout", "allowed_roles")
@@ -110,8 +115,6 @@ def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
 
 
 def forget_tokens(config, name: str) -> None:
-    from .tokens import STORE, TOKEN_REALM, entry_name
-
     STORE.forget(name)
     for resource in ("api", "graph"):
         try:
@@ -137,12 +140,7 @@ def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip
     never sent to a host the form names. Answers {"ok": True, "message": ...} or
     {"ok": False, "stage": "configuration"|"sign-in"|"api", "message": ...}.
     """
-    import requests
-
-    from ..client import DefenderClient
-    from ..transport import describe_proxy_error
-    from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
-    from .tokens import AccountTokens, TokenStore
+    from ..microsoft.defender import DefenderClient  # at call time: listing and editing accounts needs no requests
 
     form = form or {}
     try:
@@ -174,33 +172,26 @@ def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip
     via = " through the proxy %s" % profile.proxy_host if profile.proxy_url else ""
     tokens = AccountTokens(config, account, profile.credential, account.effective_scope, "api", http,
                            store=TokenStore(persist=False))  # a test never reuses nor keeps a token
+    client = DefenderClient(account.effective_api_url, tokens, http)
     try:
-        token = tokens.token()
-    except AuthenticationError as error:
-        return {"ok": False, "stage": "sign-in", "message": str(error)}
+        try:
+            tokens.token()
+        except AuthenticationError as error:
+            return {"ok": False, "stage": "sign-in", "message": str(error)}
+        try:
+            # one call, no retry of a 5xx (a test reports what the API answers); a 401 gets one fresh token
+            answer = client.ip_stats(ip, 1, retry_gate=lambda delay: delay <= 0)
+        except DefenderIpStatsError as error:  # 401 with a fresh token, 403
+            return {"ok": False, "stage": "api", "message": str(error)}
     finally:
         tokens.store.forget(name)
-    url = DefenderClient(account.effective_api_url, tokens, http).url_for(ip)
-    try:
-        response = http.get(url, params={"lookBackHours": "1"}, allow_redirects=False,
-                            headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
-    except requests.exceptions.ProxyError as error:
-        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: %s."
-                % describe_proxy_error(error)}
-    except requests.exceptions.SSLError:
-        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: TLS certificate "
-                "verification failed (set ca_bundle for a private CA or a TLS-inspecting proxy)."}
-    except requests.exceptions.RequestException as error:
-        return {"ok": False, "stage": "api", "message": "Could not reach the Defender API: %s."
-                % type(error).__name__}
-    status = response.status_code
-    if status in (200, 404):
+    if isinstance(answer, (Throttled, Retired)) or answer.status == INVALID:
+        status = 429 if isinstance(answer, Throttled) else 400 if isinstance(answer, IpStats) else answer.status
+        return {"ok": False, "stage": "api", "message": "The Defender API answered %d." % status}
+    if answer.status in (FOUND, NOT_SEEN):
         return {"ok": True, "message": "Connected: signed in to %s and the Defender API %s answered for %s%s."
                 % (account.effective_authority, account.effective_api_url, ip, via)}
-    if status == 403:
-        return {"ok": False, "stage": "api", "message": "Defender refused access (403): the app registration lacks "
-                "the WindowsDefenderATP application permission Ip.Read.All, or admin consent was not granted."}
-    if status == 401:
-        return {"ok": False, "stage": "api", "message": "Defender rejected a fresh access token (401): check the "
-                "cloud and the api_url, authority and scope overrides."}
-    return {"ok": False, "stage": "api", "message": "The Defender API answered %d." % status}
+    reason = answer.error or "no answer"
+    if reason.startswith("TLS"):
+        reason += " (set ca_bundle for a private CA or a TLS-inspecting proxy)"
+    return {"ok": False, "stage": "api", "message": "The Defender API did not answer as expected: %s." % reason}

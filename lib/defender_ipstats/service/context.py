@@ -10,8 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Tuple
 
-from .. import splunkd
-from ..errors import SplunkdError
+from splunklib import binding
+
+from ..core.errors import SplunkdError
+from ..splunk import rest
+from ..splunk.conf import SplunkdConfig
 
 ADMIN_CAPABILITIES = ("defenderipstats_admin", "admin_all_objects")
 
@@ -59,29 +62,27 @@ class RequestContext:
         """The request's parameters: the query string, and for POST the form on top."""
         return dict(self.query, **self.form)
 
-    def system_service(self, timeout: float = splunkd.SPLUNKD_TIMEOUT):
+    def system_service(self, timeout: float = rest.SPLUNKD_TIMEOUT):
         if not self._system_key or not self._uri:
             raise SplunkdError("splunkd passed no system session to the app's service (restmap.conf passSystemAuth).")
-        return splunkd.connect(self._uri, self._system_key, timeout=timeout)
+        return rest.connect(self._uri, self._system_key, timeout=timeout)
 
-    def caller_service(self, timeout: float = splunkd.SPLUNKD_TIMEOUT):
+    def caller_service(self, timeout: float = rest.SPLUNKD_TIMEOUT):
         if not self._caller_key or not self._uri:
             raise SplunkdError("splunkd passed no caller session to the app's service (restmap.conf passSession).")
-        return splunkd.connect(self._uri, self._caller_key, timeout=timeout)
+        return rest.connect(self._uri, self._caller_key, timeout=timeout)
 
     @property
     def config(self):
         """SplunkdConfig on the system session."""
         if self._config is None:
-            self._config = splunkd.SplunkdConfig(self.system_service())
+            self._config = SplunkdConfig(self.system_service())
         return self._config
 
     @property
     def caller(self) -> Caller:
         """The caller's roles and capabilities, as splunkd knows them for the caller's own session."""
         if self._caller is None:
-            from splunklib import binding
-
             try:
                 response = self.caller_service().get("authentication/current-context", output_mode="json")
                 entries = json.loads(response.body.read().decode("utf-8")).get("entry") or []

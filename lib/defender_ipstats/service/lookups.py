@@ -19,11 +19,13 @@ import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
-from ..cache import KVStoreCache, SafeCache
-from ..errors import ConfigurationError, DefenderIpStatsError
-from ..lookup import Resolver, normalise_ip
-from ..model import PENDING, RATE_LIMITED, IpStats
-from ..settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
+from ..core.errors import ConfigurationError, DefenderIpStatsError
+from ..core.lookup import Resolver, normalise_ip
+from ..core.model import PENDING, RATE_LIMITED, IpStats
+from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
+from ..splunk import published
+from ..splunk.kvcache import KVStoreCache, SafeCache, describe_failure
+from ..splunk.rest import KVSTORE_TIMEOUT
 from .context import RequestContext
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
@@ -134,15 +136,11 @@ class PublishingCache:
         return self.cache.get_many(ips)
 
     def put_many(self, results):
-        from .. import published
-
         results = list(results)
         self.cache.put_many(results)
         try:
             published.publish(self.service, results, self.account, self.lookback_hours, self.settings)
         except Exception as error:  # the lookup still answers; the hourly rebuild catches up
-            from ..cache import describe_failure
-
             self.logger.warning("could not publish %d answers to the lookup defenderipstats: %s", len(results),
                                 describe_failure(error))
 
@@ -181,8 +179,6 @@ class LookupJob:
         self.limiters = []
 
     def run(self) -> dict:
-        from ..splunkd import KVSTORE_TIMEOUT
-
         params, logger = self.params, self.ctx.logger
         cache = None
         if params.cache != "off":
@@ -223,11 +219,15 @@ class LookupJob:
         return self.router.fetch_many(ips)
 
     def _build_router(self):
-        from ..backends import BackendRouter
-        from ..client import DefenderClient
-        from ..fetcher import Fetcher, WaitAllowance
-        from ..hunting import QUERY_TIMEOUT, HuntingClient, HuntingFetcher
-        from ..jobwatch import POLL_TIMEOUT, JobWatcher
+        # at the first cold IP: answering from the cache, or describing an account at getinfo, needs neither
+        # requests, msal nor the SQLite budget files
+        from ..core.backends import BackendRouter
+        from ..core.fetcher import Fetcher
+        from ..core.gate import WaitAllowance
+        from ..core.hunting import HuntingFetcher
+        from ..microsoft.defender import DefenderClient
+        from ..microsoft.hunting import QUERY_TIMEOUT, HuntingClient
+        from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
         from .profile import resolve_profile, session
         from .tokens import AccountTokens
 
@@ -263,6 +263,7 @@ class LookupJob:
             self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
             hunting_limiter = self._budget("hunting", _hunting_limits(settings))
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
+                                     split=self.hunting_client.batches,
                                      should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
                                      may_wait=False, quota_streak=params.state["quota"])
             self.tokens.append(graph_tokens)
@@ -277,7 +278,8 @@ class LookupJob:
     def _budget(self, api: str, limits):
         """The budget of ``api`` for the account's registration: the host's, or on a search head
         cluster the one every member shares in the KV store (claimed with the system session)."""
-        from ..clusterbudget import ClusterWindowLimiter, budget_for
+        # at the first cold IP, like the rest of _build_router: the budget files need sqlite3
+        from ..splunk.clusterbudget import ClusterWindowLimiter, budget_for
 
         key = (api, self.account.tenant_id.lower(), self.account.client_id.lower(), tuple(limits))
         limiter = _LIMITERS.get(key)
@@ -296,7 +298,8 @@ class LookupJob:
         router = self.router
         if router is None:
             return
-        from ..clusterbudget import ClusterWindowLimiter
+        # only after a lookup built the router, which imported it already
+        from ..splunk.clusterbudget import ClusterWindowLimiter
 
         if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self.limiters):
             self.messages.warn("The search head cluster's shared Defender API budget (KV store) is unavailable: "
@@ -308,7 +311,7 @@ class LookupJob:
             if fetcher.stopped:
                 self.messages.warn("The search was cancelled or finalised: defenderipstats stopped calling the "
                                    "Defender API; the events that were not looked up pass through with status error.")
-            if getattr(fetcher, "gave_up", None):
+            if fetcher.gave_up:
                 self.messages.warn("The Defender API kept failing (server errors or timeouts, each retried): the "
                                    "remaining IPs of this search were not sent (status error). "
                                    "See defenderipstats.log.")

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 from urllib.parse import quote, urlsplit
 
-from ..errors import CredentialError
-from ..logs import redact
-from ..settings import Account, check_proxy_url
+from ..core.errors import CredentialError
+from ..core.settings import Account, check_proxy_url
+from ..microsoft.certs import certificate_credential
+from ..splunk.logs import redact
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,6 @@ def msal_credential(account: Account, stored: str):
     """What msal gets as client_credential: the secret, or the certificate's key and thumbprint."""
     redact(stored)
     if account.auth == "certificate":
-        from ..certs import certificate_credential
-
         credential = certificate_credential(stored, account.certificate_thumbprint)
         redact(credential["private_key"])
         return credential
@@ -85,7 +84,7 @@ def resolve_profile(config, account: Account) -> ConnectionProfile:
 
 def session(account: Account, profile: ConnectionProfile, pool_size: int = 4, timeout: float = None):
     """One HTTP session for the account: TLS verified (its CA bundle, else certifi), its proxy, a timeout."""
-    from ..transport import AppSession
+    from ..microsoft.http import AppSession  # at call time: describing an account needs no requests
 
     return AppSession(verify=account.verify, timeout=account.timeout if timeout is None else timeout,
                       pool_size=pool_size, proxy_url=profile.proxy_url, no_proxy=profile.no_proxy)

@@ -11,8 +11,9 @@ path, so no path can reach a handler whose capability the caller lacks.
 
 import json
 
-from ..errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
-from ..logs import one_line
+from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
+from ..splunk.logs import one_line
+from . import admin, lookups
 from .context import RequestContext
 from .lookups import Forbidden
 
@@ -58,8 +59,6 @@ def handle(request: dict, logger) -> dict:
 
 
 def _lookup(ctx: RequestContext) -> dict:
-    from . import lookups
-
     if ctx.path_info:
         return reply(404, {"error": "unknown endpoint"})
     if ctx.method == "GET":
@@ -70,8 +69,6 @@ def _lookup(ctx: RequestContext) -> dict:
 
 
 def _accounts(ctx: RequestContext) -> dict:
-    from . import admin
-
     parts = ctx.path_info.split("/") if ctx.path_info else []
     config, user, form = ctx.config, ctx.user, ctx.form
     if not parts:
@@ -100,8 +97,6 @@ def _accounts(ctx: RequestContext) -> dict:
 
 
 def _settings(ctx: RequestContext) -> dict:
-    from . import admin
-
     if ctx.path_info:
         return reply(404, {"error": "unknown endpoint"})
     if ctx.method == "GET":

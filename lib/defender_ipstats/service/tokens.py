@@ -18,8 +18,8 @@ import time
 from typing import Callable, Dict, Optional, Tuple
 
 from .. import APP_NAME
-from ..errors import DefenderIpStatsError
-from ..logs import redact
+from ..core.errors import DefenderIpStatsError
+from ..splunk.logs import redact
 
 TOKEN_REALM = APP_NAME + "-token"
 # A stored token is used only while it has this long left: a request may run for a while with it.
@@ -144,7 +144,7 @@ class AccountTokens:
             return entry["access_token"]
 
     def _new_token(self) -> dict:
-        from ..auth import TokenProvider
+        from ..microsoft.entra import TokenProvider  # at the first token: msal and requests are slow to import
 
         provider = TokenProvider(self.account.client_id, self.credential, self.account.effective_authority,
                                  self.scope, http_client=self.session)

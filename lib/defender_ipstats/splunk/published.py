@@ -17,8 +17,8 @@ import json
 import time
 from typing import Iterable, Optional, Tuple
 
-from . import APP_NAME
-from .model import CACHEABLE_STATUSES
+from .. import APP_NAME
+from ..core.model import CACHEABLE_STATUSES
 
 COLLECTION = "defenderipstats_published"
 BATCH_SAVE = 1000

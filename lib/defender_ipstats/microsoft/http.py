@@ -1,4 +1,6 @@
-"""The one HTTP session used for both Entra ID (msal) and the Defender API.
+"""HTTP to Microsoft: the app's session, API retries, and what a failure is called.
+
+The one session is used for Entra ID (msal), Defender and Graph alike.
 
 TLS is always verified, against the account's ``ca_bundle`` when it names one. requests lets
 REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE in the environment replace a session's ``verify`` unless
@@ -8,11 +10,15 @@ a timeout, since msal's own calls carry none when it is handed an http_client.
 
 import random
 import re
-from typing import Callable, Optional
+import time
+from email.utils import parsedate_to_datetime
+from typing import Callable, Optional, Tuple, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
+from requests.utils import should_bypass_proxies
+from urllib3.exceptions import InvalidHeader, MaxRetryError, NewConnectionError, ResponseError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.retry import Retry
 
 
@@ -55,10 +61,111 @@ class AppSession(requests.Session):
 
 
 def bypasses_proxy(url: str, no_proxy: str) -> bool:
-    from requests.utils import should_bypass_proxies
-
     entries = ",".join(part.strip() for part in re.split(r"[,\s]+", no_proxy) if part.strip())
     return bool(entries) and should_bypass_proxies(url, no_proxy=entries)
+
+
+def describe_failure(error, timeout: Optional[float] = None) -> str:
+    """A requests exception as a short reason fit for a user (never a URL: a proxy's may carry credentials).
+
+    The one translator of transport failures: the Defender and Graph clients, the connection test
+    and the sign-in all describe what went wrong with it.
+    """
+    after = " after %ss" % _seconds(timeout) if timeout else ""
+    if isinstance(error, requests.exceptions.ProxyError):
+        return describe_proxy_error(error)
+    if isinstance(error, requests.exceptions.SSLError):
+        return "TLS certificate verification failed"
+    if isinstance(error, requests.exceptions.Timeout):
+        return "timed out" + after
+    if isinstance(error, requests.exceptions.ConnectionError):
+        # the last of several attempts that timed out arrives wrapped in urllib3's MaxRetryError
+        return "timed out" + after if _timed_out(error) else "connection failed"
+    if isinstance(error, requests.exceptions.RequestException):
+        return "request failed (%s)" % type(error).__name__
+    text = str(error)  # not from requests (msal may raise its own OSError)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "TLS certificate verification failed"
+    if "timed out" in text.lower():
+        return "timed out" + after
+    if "Connection refused" in text:
+        return "connection failed"
+    return type(error).__name__
+
+
+def _seconds(value: float) -> str:
+    return "%d" % value if float(value).is_integer() else "%s" % value
+
+
+def _timed_out(error) -> bool:
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
+
+
+Answer = TypeVar("Answer")
+
+
+def with_fresh_token(tokens, call: Callable[[str], Tuple[bool, Answer]],
+                     instead_of_retry: Optional[Callable[[], Optional[Answer]]] = None) -> Answer:
+    """``call(token)`` once, and once more with a fresh token when it reports a 401.
+
+    ``call`` answers (was_401, answer). After a 401 the token is invalidated (only if it is still the
+    current one: several calls that fail with the same expired token share one fresh token) and
+    ``call`` runs again, its answer final, 401 or not; unless ``instead_of_retry()`` answers something
+    other than None (the retry is an API call the caller's budget may refuse): then that is the answer.
+    """
+    token = tokens.token()
+    unauthorised, answer = call(token)
+    if not unauthorised:
+        return answer
+    tokens.invalidate(token)
+    if instead_of_retry is not None:
+        instead = instead_of_retry()
+        if instead is not None:
+            return instead
+    return call(tokens.token())[1]
+
+
+class LazyValidator:
+    """jsonschema validation of API answers; jsonschema is imported on first use (start-up time)."""
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self._validator = None
+
+    def __call__(self, document) -> None:
+        if self._validator is None:
+            import jsonschema  # at first use: a process that never parses an answer need not import it
+
+            self._validator = jsonschema.Draft7Validator(self.schema)
+        self._validator.validate(document)
+
+
+def error_message(response) -> str:
+    """The error envelope's message (Defender and Graph share its shape), short, never a token."""
+    try:
+        body = response.json()
+        message = (body.get("error") or {}).get("message") or ""
+    except (ValueError, AttributeError):
+        message = ""
+    message = re.sub(r"\s+", " ", str(message)).strip()
+    return message[:200]
+
+
+def retry_after_seconds(value, default: float = 60.0) -> float:
+    """Retry-After as seconds (delta form; an HTTP date is rare here and handled too)."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return default
 
 
 def describe_proxy_error(error) -> str:

@@ -26,7 +26,7 @@ import time
 from contextlib import contextmanager
 from typing import Iterable, List, Sequence, Tuple
 
-from . import APP_NAME
+from .. import APP_NAME
 
 # A Retry-After longer than the longest window is not believed (nor a pause left by a clock set back).
 MAX_PAUSE = 3600.0
@@ -40,7 +40,7 @@ BUSY_TIMEOUT = 10.0
 Limits = Sequence[Tuple[int, float]]
 
 
-def _normalised(limits: Iterable[Tuple[int, float]]) -> List[Tuple[int, float]]:
+def normalised_limits(limits: Iterable[Tuple[int, float]]) -> List[Tuple[int, float]]:
     return sorted(((int(count), float(seconds)) for count, seconds in limits), key=lambda limit: limit[1])
 
 
@@ -64,7 +64,7 @@ class SlidingWindowLimiter:
     """The windows of one process (thread-safe)."""
 
     def __init__(self, limits: Iterable[Tuple[int, float]], clock=time.monotonic):
-        self.limits = _normalised(limits)
+        self.limits = normalised_limits(limits)
         self.clock = clock
         self._stamps: List[float] = []  # sorted
         self._paused_until = 0.0
@@ -143,7 +143,7 @@ class SharedWindowLimiter:
     def __init__(self, path: str, limits: Iterable[Tuple[int, float]], clock=time.time,
                  busy_timeout: float = BUSY_TIMEOUT, logger: logging.Logger = None):
         self.path = path
-        self.limits = _normalised(limits)
+        self.limits = normalised_limits(limits)
         self.clock = clock
         self.busy_timeout = busy_timeout
         self.logger = logger or logging.getLogger("defender_ipstats")

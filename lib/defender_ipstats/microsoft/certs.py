@@ -21,22 +21,14 @@ import re
 import secrets
 import threading
 
-from .errors import CredentialError
+from ..core.errors import CredentialError
+from ..core.settings import normalise_thumbprint
 
 _PEM_BLOCK = re.compile(
     r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 _RSA_OID = bytes.fromhex("2a864886f70d010101")  # 1.2.840.113549.1.1.1 rsaEncryption
 _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 MIN_KEY_BITS = 2048
-
-
-def normalise_thumbprint(text: str) -> str:
-    """A SHA-1 thumbprint as 40 lowercase hex digits (spaces and colons, as certificate viewers show
-    them, are dropped). Raises ValueError otherwise."""
-    value = re.sub(r"[\s:]", "", str(text or "")).lower()
-    if not re.fullmatch(r"[0-9a-f]{40}", value):
-        raise ValueError("certificate_thumbprint must be the certificate's SHA-1 thumbprint: 40 hex digits")
-    return value
 
 
 def private_key_block(pem: str) -> str:
@@ -178,7 +170,7 @@ _register_lock = threading.Lock()
 def ensure_rs256() -> str:
     """Make sure PyJWT can sign RS256: "cryptography" when PyJWT has it, else "pure-python" (registered here)."""
     global _registered
-    import jwt
+    import jwt  # at first use: only certificate accounts sign with PyJWT
     from jwt.algorithms import Algorithm
 
     with _register_lock:

@@ -15,18 +15,16 @@ the two. Design and limits: docs/cluster-budget.md.
 ``completed``, ``pause_for``, ``available_in``); ``budget_for`` picks the limiter for this server.
 """
 
-import json
 import logging
 import random
 import threading
 import time
 from collections import deque
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
-from . import APP_NAME
-from .ratelimit import MAX_PAUSE, _normalised, host_limiter, registration_key
+from .budget import MAX_PAUSE, host_limiter, normalised_limits, registration_key
+from .slotstore import BudgetStoreUnavailable, SlotStore, cluster_members
 
-COLLECTION = "defenderipstats_budget"
 # A call reaches the API within this long of taking its slot, or its slot is stamped again when it
 # completes (``completed``); the next call counting on it waits this much longer.
 SLACK = 1.0
@@ -43,66 +41,6 @@ CLEANUP_EVERY = 60.0
 CONFLICT_BACKOFF = 0.05
 # A member that fell back to its share tries the KV store again this often.
 PROBE_EVERY = 30.0
-# A search head cluster has at least three members: the share when their number cannot be read.
-MIN_MEMBERS = 3
-
-
-class BudgetStoreUnavailable(Exception):
-    """The KV store did not answer as expected (down, failing, or the collection missing)."""
-
-
-class SlotStore:
-    """The budget collection through splunkd's REST API; counts its round trips."""
-
-    def __init__(self, service, collection: str = COLLECTION):
-        self.service = service
-        self.path = "storage/collections/data/%s/" % collection
-        self.round_trips = 0
-
-    def _call(self, method: str, endpoint: str = "", body=None, **query):
-        from splunklib import binding
-
-        self.round_trips += 1
-        kwargs = dict(owner="nobody", app=APP_NAME, **query)
-        if body is not None:
-            kwargs.update(headers=[("Content-Type", "application/json")], body=json.dumps(body))
-        try:
-            response = getattr(self.service, method)(self.path + endpoint, **kwargs)
-            text = response.body.read().decode("utf-8")
-        except binding.HTTPError as error:
-            if error.status == 409:
-                raise
-            raise BudgetStoreUnavailable("splunkd answered %s" % error.status)
-        except (OSError, ValueError) as error:  # refused, reset, timed out (socket errors are OSErrors)
-            raise BudgetStoreUnavailable(type(error).__name__)
-        try:
-            return json.loads(text) if text.strip() else None
-        except ValueError:
-            raise BudgetStoreUnavailable("the KV store answered something that is not JSON")
-
-    def find(self, queries: List[dict]) -> List[List[dict]]:
-        pages = self._call("post", "batch_find", body=queries)
-        if not isinstance(pages, list) or len(pages) != len(queries):
-            raise BudgetStoreUnavailable("batch_find answered %d pages for %d queries"
-                                         % (len(pages or []), len(queries)))
-        return [page if isinstance(page, list) else [] for page in pages]
-
-    def insert(self, document: dict) -> bool:
-        """True when the document went in, False when its ``_key`` was taken (409)."""
-        from splunklib import binding
-
-        try:
-            self._call("post", body=document)
-            return True
-        except binding.HTTPError:  # only a 409 gets here
-            return False
-
-    def save(self, documents: List[dict]) -> None:
-        """Insert or replace by ``_key`` (batch_save)."""
-        self._call("post", "batch_save", body=documents)
-
-    def delete(self, query: dict) -> None:
-        self._call("delete", query=json.dumps(query))
 
 
 class ClusterWindowLimiter:
@@ -122,7 +60,7 @@ class ClusterWindowLimiter:
                  say: Optional[Callable[[str, str], None]] = None, max_batch: int = MAX_BATCH):
         self.store = store
         self.budget = budget
-        self.limits = _normalised(limits)
+        self.limits = normalised_limits(limits)
         self.longest = self.limits[-1][1] if self.limits else 0.0
         self.host = host
         self.members = members
@@ -429,46 +367,6 @@ def _span(seconds: float) -> str:
 
 
 # -- which budget for this server -----------------------------------------------------------
-def cluster_members(service, logger: Optional[logging.Logger] = None) -> int:
-    """0 on a server that is not a search head cluster member, else the number of members.
-
-    ``server/info``'s ``server_roles`` names ``shc_member`` (and ``shc_captain`` on the captain);
-    ``shcluster/member/members`` lists the members. When the list cannot be read, at least three
-    (Splunk's minimum for a cluster).
-    """
-    logger = logger or logging.getLogger("defender_ipstats")
-    from splunklib import binding
-
-    try:
-        roles = _entry_content(service.get("server/info", output_mode="json")).get("server_roles") or []
-    except (binding.HTTPError, OSError, ValueError) as error:
-        logger.warning("cannot read server/info (%s); budget kept per host", _describe(error))
-        return 0
-    if isinstance(roles, str):
-        roles = [roles]
-    if not {"shc_member", "shc_captain"} & set(roles):
-        return 0
-    try:
-        response = service.get("shcluster/member/members", output_mode="json", count=0)
-        members = len(json.loads(response.body.read().decode("utf-8")).get("entry") or [])
-    except (binding.HTTPError, OSError, ValueError, AttributeError) as error:
-        logger.warning("cannot list the search head cluster members (%s); counting %d", _describe(error),
-                       MIN_MEMBERS)
-        members = 0
-    return max(members, MIN_MEMBERS)
-
-
-def _entry_content(response) -> dict:
-    document = json.loads(response.body.read().decode("utf-8"))
-    entries = document.get("entry") or [{}]
-    return entries[0].get("content") or {}
-
-
-def _describe(error) -> str:
-    status = getattr(error, "status", None)
-    return "splunkd answered %s" % status if status else type(error).__name__
-
-
 def budget_for(api: str, tenant_id: str, client_id: str, limits: Sequence[Tuple[int, float]], service,
                splunk_home: Optional[str] = None, logger: Optional[logging.Logger] = None,
                say: Optional[Callable[[str, str], None]] = None):

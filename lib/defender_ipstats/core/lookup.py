@@ -14,6 +14,17 @@ from .model import INVALID, OUTPUT_SUFFIXES, SOURCE_CACHE, IpStats, failed
 MAX_IP_TEXT = 100
 
 
+def is_canonical_ip(text: str) -> bool:
+    """``text`` is an IP exactly as ``normalise_ip`` writes it (what may reach a URL or a query)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return False
+    return str(address) == text
+
+
 def normalise_ip(value) -> Optional[str]:
     """The canonical text of an IP, or None when ``value`` is not one.
 

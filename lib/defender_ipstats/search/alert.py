@@ -24,8 +24,11 @@ import time
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Tuple
 
-from . import APP_NAME
-from .lookup import normalise_ip
+from splunklib import binding
+
+from .. import APP_NAME
+from ..core.lookup import normalise_ip
+from ..splunk.rest import connect
 
 ACTION_NAME = "defenderipstats_alert"
 SOURCETYPE = "defenderipstats:enrichment"
@@ -178,8 +181,6 @@ class LookupService:
         self.messages: List[Tuple[str, str]] = []
 
     def _post(self, ips: List[str], max_wait: int) -> dict:
-        from splunklib import binding
-
         # No sid: the service uses it to stop work for a cancelled search, and the triggering
         # search of an alert has finished (its job may even be gone) by the time the action runs.
         form = {"account": self.config.account, "backend": self.config.backend, "cache": "use",
@@ -280,8 +281,6 @@ def result_events(ips: List[str], results: Dict[str, dict], config: Config, payl
 
 def write_events(service, events: List[str], index: str, source: str) -> None:
     """POSTs the events to splunkd's receivers/simple (one request per EVENTS_PER_POST lines)."""
-    from splunklib import binding
-
     for start in range(0, len(events), EVENTS_PER_POST):
         body = "\n".join(events[start:start + EVENTS_PER_POST]) + "\n"
         try:
@@ -358,8 +357,6 @@ def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
 
 
 def main(argv=None) -> int:
-    from .splunkd import connect
-
     return run(sys.argv if argv is None else argv, io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"),
                sys.stderr, connect)
 

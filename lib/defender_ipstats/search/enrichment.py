@@ -10,11 +10,11 @@ in ``command`` only feeds it chunks and passes the messages on.
 import time
 from typing import List, Tuple
 
-from .cache import KVStoreCache, SafeCache
-from .fetcher import WaitAllowance
-from .lookup import ChunkEnricher, Resolver
-from .model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
-from .search.service_client import ServiceLookups
+from ..core.gate import WaitAllowance
+from ..core.lookup import ChunkEnricher, Resolver
+from ..core.model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
+from ..splunk.kvcache import KVStoreCache, SafeCache
+from .service_client import ServiceLookups
 
 
 class Enrichment:
@@ -93,6 +93,21 @@ class Enrichment:
         self.logger.exception("sid=%s enrichment of a chunk failed; its events pass through marked error", self.sid)
         self.warn("Some events could not be enriched (internal error: %s); they pass through with status error. "
                   "See defenderipstats.log." % type(error).__name__)
+
+    def chunk_failed(self, error) -> None:
+        """A chunk's enrichment failed outside the lookups: logged, and one warning for the search."""
+        self.logger.exception("sid=%s chunk failed", self.sid)
+        self.warn("Some events could not be enriched (internal error: %s)." % type(error).__name__)
+
+    def chunk_report(self, finished: bool):
+        """This chunk's messages, and on the last chunk the search's figures (logged, and as metrics)."""
+        messages = self.take_messages()
+        metrics = []
+        if finished:
+            summary = self.summary()
+            self.logger.info(" ".join("%s=%s" % item for item in summary.items()))
+            metrics = self.metrics(summary)
+        return messages, metrics
 
     def summary(self) -> dict:
         metrics, cache = self.lookups.metrics, self.cache

@@ -1,7 +1,7 @@
 """Settings, accounts and command options: parsed and validated from plain strings.
 
 splunkd hands everything over as text; this module turns it into typed, checked values
-with messages an admin can act on. No I/O here (``splunkd`` reads the text).
+with messages an admin can act on. No I/O here (``splunk.conf`` reads the text).
 """
 
 import re
@@ -24,6 +24,15 @@ ACCOUNT_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 # Splunk's shared-defaults stanza in every .conf file: never an account.
 RESERVED_ACCOUNT_NAMES = ("default",)
 ROLE_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,100}\Z")
+
+
+def normalise_thumbprint(text: str) -> str:
+    """A SHA-1 thumbprint as 40 lowercase hex digits (spaces and colons, as certificate viewers show
+    them, are dropped). Raises ValueError otherwise."""
+    value = re.sub(r"[\s:]", "", str(text or "")).lower()
+    if not re.fullmatch(r"[0-9a-f]{40}", value):
+        raise ValueError("certificate_thumbprint must be the certificate's SHA-1 thumbprint: 40 hex digits")
+    return value
 
 
 def check_account_name(name, what: str = "account") -> str:
@@ -82,6 +91,8 @@ class Settings:
     rate_per_hour: int = 1500
     log_level: str = "INFO"
     backend: str = "auto"
+    # Microsoft documents "at least 45 calls a minute" per tenant for Graph's advanced hunting; 1,500 an
+    # hour is the older Defender for Endpoint API's figure, kept as a cautious hourly cap.
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
 
@@ -204,8 +215,6 @@ class Account:
         if auth == "certificate":
             if not thumbprint:
                 raise ConfigurationError("%sauth = certificate needs certificate_thumbprint." % where)
-            from .certs import normalise_thumbprint
-
             try:
                 thumbprint = normalise_thumbprint(thumbprint)
             except ValueError as error:

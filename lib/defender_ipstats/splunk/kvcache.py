@@ -10,8 +10,10 @@ import json
 import time
 from typing import Dict, Iterable, List
 
-from . import APP_NAME
-from .model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
+from splunklib import binding
+
+from .. import APP_NAME
+from ..core.model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
 
 COLLECTION = "defenderipstats_cache"
 PAGE_KEYS = 1000
@@ -64,8 +66,6 @@ class KVStoreCache:
     def _find(self, queries):
         """``batch_find`` (one POST for every page); where splunkd refuses it to a read-only role, plain
         GETs with a smaller ``$or`` each, so the URL stays short."""
-        from splunklib import binding
-
         if not self.find_with_get:
             try:
                 return self._post_json("batch_find", queries)

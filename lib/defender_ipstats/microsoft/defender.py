@@ -2,20 +2,29 @@
 
 One call per canonical IP. Every answer becomes an ``IpStats`` (or ``Throttled`` for a 429),
 so the caller decides about waiting; only a 403 is raised, since it concerns the whole search.
-5xx, connection failures and timeouts are retried by the session (``transport.BudgetedRetry``), a 401
+5xx, connection failures and timeouts are retried by the session (``http.BudgetedRetry``), a 401
 once here with a fresh token; each further attempt is an API call, cleared first by the caller's
 ``retry_gate`` (wait within the allowance, take budget) and counted in ``calls``.
 """
 
-import ipaddress
-import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
-from .errors import AuthenticationError, AuthorizationError
-from .model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats, rate_limited
+import requests
+
+from ..core.errors import AuthenticationError, AuthorizationError
+from ..core.lookup import is_canonical_ip
+from ..core.model import ERROR, FOUND, INVALID, NOT_SEEN, SOURCE_API, IpStats, rate_limited
+from ..core.outcomes import Retired, Throttled
+from .http import (
+    LazyValidator,
+    describe_failure,
+    error_message,
+    mount_api_retries,
+    retry_after_seconds,
+    with_fresh_token,
+)
 
 _TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 
@@ -31,71 +40,12 @@ STATS_SCHEMA = {
     },
 }
 
-class LazyValidator:
-    """jsonschema validation of API answers; jsonschema is imported on first use (start-up time)."""
-
-    def __init__(self, schema: dict):
-        self.schema = schema
-        self._validator = None
-
-    def __call__(self, document) -> None:
-        if self._validator is None:
-            import jsonschema
-
-            self._validator = jsonschema.Draft7Validator(self.schema)
-        self._validator.validate(document)
-
-
 _validate = LazyValidator(STATS_SCHEMA)
 
 
 # The per-IP endpoint is part of the Defender for Endpoint API that Microsoft retires (MC1220762).
 # A retired endpoint is recognised by 410, or by 404 on every one of the first calls of a search.
 RETIRED_404_STREAK = 5
-
-
-@dataclass(frozen=True)
-class Retired:
-    """The endpoint answered as retired (410, or a run of 404s with no 200 at all)."""
-
-    status: int
-    message: str
-
-
-@dataclass(frozen=True)
-class Throttled:
-    """A 429: try again after ``retry_after`` seconds."""
-
-    retry_after: float
-    message: str
-
-
-def is_canonical_ip(text: str) -> bool:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    if address.version == 6 and address.ipv4_mapped is not None:
-        return False
-    return str(address) == text
-
-
-def retry_after_seconds(value, default: float = 60.0) -> float:
-    """Retry-After as seconds (delta form; an HTTP date is rare here and handled too)."""
-    if value is None:
-        return default
-    text = str(value).strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        when = parsedate_to_datetime(text)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return default
 
 
 class DefenderClient:
@@ -112,7 +62,6 @@ class DefenderClient:
         self.throttled = 0
         self._count_lock = threading.Lock()
         self._call = threading.local()  # the retry gate of the call this thread is making
-        from .transport import mount_api_retries
 
         mount_api_retries(session, self.api_url, self.admit_retry)
         self.answered_200 = 0
@@ -134,18 +83,19 @@ class DefenderClient:
         """``retry_gate(delay)`` clears each further attempt (see the module doc); None: always, after ``delay``."""
         url = self.url_for(ip)
         self._call.gate = retry_gate
-        for attempt in (1, 2):
-            if attempt == 2 and not self._cleared(0.0):
-                return rate_limited(ip, "API budget used up before the retry with a fresh token")
-            token = self.tokens.token()
+        refused = rate_limited(ip, "API budget used up before the retry with a fresh token")
+
+        def attempt(token):
             response = self._get(ip, url, lookback_hours, token)
             if isinstance(response, IpStats):
-                return response
-            if response.status_code == 401 and attempt == 1:
-                self.tokens.invalidate(token)  # expired or revoked: one fresh token, one retry
-                continue
-            return self._interpret(ip, response)
-        raise AssertionError("unreachable")
+                return False, response
+            return response.status_code == 401, response
+
+        response = with_fresh_token(self.tokens, attempt,
+                                    instead_of_retry=lambda: None if self._cleared(0.0) else refused)
+        if isinstance(response, IpStats):
+            return response
+        return self._interpret(ip, response)
 
     def _cleared(self, delay: float) -> bool:
         gate = getattr(self._call, "gate", None)
@@ -165,8 +115,6 @@ class DefenderClient:
         return True
 
     def _get(self, ip, url, lookback_hours, token):
-        import requests
-
         with self._count_lock:
             self.calls += 1
         try:
@@ -177,19 +125,8 @@ class DefenderClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except requests.exceptions.ProxyError as error:
-            from .transport import describe_proxy_error
-
-            return _error(ip, describe_proxy_error(error))
-        except requests.exceptions.SSLError:
-            return _error(ip, "TLS certificate verification failed")
-        except requests.exceptions.Timeout:
-            return _error(ip, "timed out after %ss" % self.timeout)
-        except requests.exceptions.ConnectionError as error:
-            # the last of several attempts that timed out arrives wrapped in urllib3's MaxRetryError
-            return _error(ip, "timed out after %ss" % self.timeout if _timed_out(error) else "connection failed")
         except requests.exceptions.RequestException as error:
-            return _error(ip, "request failed (%s)" % type(error).__name__)
+            return _error(ip, describe_failure(error, self.timeout))
 
     def _interpret(self, ip: str, response) -> Union[IpStats, Throttled, Retired]:
         status = response.status_code
@@ -222,7 +159,7 @@ class DefenderClient:
         return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error="unexpected HTTP %d" % status)
 
     def _parse_ok(self, ip, response) -> IpStats:
-        import jsonschema
+        import jsonschema  # at the first answer to parse: slow to import, and only the service needs it
 
         try:
             document = response.json()
@@ -246,24 +183,6 @@ class DefenderClient:
         )
 
 
-def _timed_out(error) -> bool:
-    from urllib3.exceptions import NewConnectionError
-    from urllib3.exceptions import TimeoutError as Urllib3Timeout
-
-    reason = getattr(error.args[0], "reason", None) if error.args else None
-    return isinstance(reason, Urllib3Timeout) and not isinstance(reason, NewConnectionError)
-
-
 def _error(ip, reason):
     return IpStats(ip=ip, status=ERROR, source=SOURCE_API, error=reason)
 
-
-def error_message(response) -> str:
-    """The error envelope's message (Defender and Graph share its shape), short, never a token."""
-    try:
-        body = response.json()
-        message = (body.get("error") or {}).get("message") or ""
-    except (ValueError, AttributeError):
-        message = ""
-    message = re.sub(r"\s+", " ", str(message)).strip()
-    return message[:200]

@@ -6,8 +6,10 @@ process. Error texts from Entra ID are passed on without anything msal echoes ba
 
 import re
 import threading
+from urllib.parse import urlsplit
 
-from .errors import AuthenticationError
+from ..core.errors import AuthenticationError
+from .http import describe_failure
 
 # AADSTS codes an admin can act on, in plain words.
 _AADSTS_HINTS = {
@@ -29,7 +31,7 @@ class TokenProvider:
         self._credential = credential
         self._authority = authority
         self._scope = scope
-        self._http_client = http_client  # a transport.AppSession: verify, proxy and timeout live there
+        self._http_client = http_client  # an http.AppSession: verify, proxy and timeout live there
         self._app = None
         self._current = None
         self._lock = threading.Lock()
@@ -37,7 +39,7 @@ class TokenProvider:
 
     def _application(self):
         if self._app is None:
-            import msal
+            import msal  # at first use: getinfo must not pay for it
 
             self._app = msal.ConfidentialClientApplication(
                 self._client_id,
@@ -106,8 +108,6 @@ def describe_token_error(result: dict) -> str:
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).netloc or url
 
 
@@ -117,16 +117,7 @@ def _clean(value) -> str:
 
 
 def _describe_network_error(error) -> str:
-    name = type(error).__name__
-    text = str(error)
-    if name == "ProxyError":
-        from .transport import describe_proxy_error
-
-        return describe_proxy_error(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text or name == "SSLError":
-        return "TLS certificate verification failed (set ca_bundle for a private CA)"
-    if "timed out" in text.lower() or "Timeout" in name:
-        return "timed out"
-    if "Connection refused" in text or name == "ConnectionError":
-        return "connection failed"
-    return name
+    reason = describe_failure(error)
+    if reason.startswith("TLS"):
+        return reason + " (set ca_bundle for a private CA)"
+    return reason

@@ -23,13 +23,16 @@ Answers and what becomes of them:
 
 import re
 import time
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
-from .client import LazyValidator, error_message, is_canonical_ip, retry_after_seconds
-from .errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
-from .fetcher import STOPPED_REASON
-from .model import ERROR, FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats, failed, pending, rate_limited
+import requests
+
+from ..core.errors import AuthenticationError, AuthorizationError
+from ..core.hunting import MAX_BATCH_IPS
+from ..core.lookup import is_canonical_ip, normalise_ip
+from ..core.model import FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats
+from ..core.outcomes import HuntingFailure, QuotaExceeded
+from .http import LazyValidator, describe_failure, error_message, retry_after_seconds, with_fresh_token
 
 # Graph stops a hunting request after 3 minutes; the app gives up a little earlier, so that its own
 # timeout, not a half-answered connection, decides.
@@ -40,20 +43,6 @@ QUERY_TIMEOUT = 170.0
 # address up to 43. Worst case, about 2,000 IPs a query; random IPv4s, about 2,300.
 MAX_QUERY_CHARS = 100000
 QUERY_BUDGET = 90000
-# At most this many IPs a query: as many result rows at most, far under the 100,000-row limit.
-MAX_BATCH_IPS = 2500
-# Defaults of the hunting budget (settings hunting_rate_per_minute / _per_hour). Microsoft documents
-# "at least 45 calls a minute" per tenant for Graph's advanced hunting; 1,500 an hour is the older
-# Defender for Endpoint API's figure, kept as a cautious hourly cap.
-HUNTING_PER_MINUTE = 45
-HUNTING_PER_HOUR = 1500
-# The CPU quota: how many quota answers a batch may meet, and the delay when Graph gives no Retry-After
-# (doubling from the first to the cap; the quota's cycle is 15 minutes).
-MAX_QUOTA_ANSWERS = 3
-QUOTA_BACKOFF_FIRST = 10.0
-QUOTA_BACKOFF_CAP = 300.0
-SERVER_ERROR_BACKOFF = 2.0  # seconds before the one retry of a 5xx
-WAIT_STEP = 1.0
 
 _QUOTA_MESSAGE = re.compile(r"exceeded the allowed limits", re.IGNORECASE)
 
@@ -134,26 +123,6 @@ def batches(ips: List[str], budget: int = QUERY_BUDGET, max_ips: int = MAX_BATCH
     return out
 
 
-@dataclass(frozen=True)
-class HuntingFailure:
-    """A failed query: every IP of the batch gets ``reason``; ``retryable`` for a 5xx."""
-
-    reason: str
-    retryable: bool = False
-
-
-@dataclass(frozen=True)
-class QuotaExceeded:
-    """Graph refused the query for the tenant's quota (429, or 400 "exceeded the allowed limits").
-
-    ``retry_after``: the answer's Retry-After in seconds, or None when it had none.
-    """
-
-    status: int
-    retry_after: Optional[float]
-    message: str
-
-
 def _timestamp_key(text: Optional[str]):
     """A sortable key for Graph's ISO 8601 times (up to 7 fractional digits, or none)."""
     match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,7}))?Z?$", text or "")
@@ -174,20 +143,21 @@ class HuntingClient:
 
     def query(self, ips: List[str], lookback_hours: int) -> Union[Dict[str, IpStats], QuotaExceeded, HuntingFailure]:
         body = {"Query": build_query(ips, lookback_hours), "Timespan": "PT%dH" % int(lookback_hours)}
-        for attempt in (1, 2):
-            token = self.tokens.token()
+
+        def attempt(token):
             response = self._post(body, token)
-            if isinstance(response, HuntingFailure):
-                return response
-            if response.status_code == 401 and attempt == 1:
-                self.tokens.invalidate(token)
-                continue
-            return self._interpret(ips, response)
-        raise AssertionError("unreachable")
+            return not isinstance(response, HuntingFailure) and response.status_code == 401, response
+
+        response = with_fresh_token(self.tokens, attempt)
+        if isinstance(response, HuntingFailure):
+            return response
+        return self._interpret(ips, response)
+
+    def batches(self, ips: List[str], budget: int = QUERY_BUDGET, max_ips: int = MAX_BATCH_IPS) -> List[List[str]]:
+        """``ips`` cut into the batches of one query each (see ``batches``)."""
+        return batches(ips, budget, max_ips)
 
     def _post(self, body, token):
-        import requests
-
         self.calls += 1
         try:
             return self.session.post(
@@ -195,19 +165,10 @@ class HuntingClient:
                 headers={"Authorization": "Bearer " + token, "Accept": "application/json",
                          "Content-Type": "application/json; charset=utf-8"},
             )
-        except requests.exceptions.ProxyError as error:
-            from .transport import describe_proxy_error
-
-            return HuntingFailure(describe_proxy_error(error))
-        except requests.exceptions.SSLError:
-            return HuntingFailure("TLS certificate verification failed")
-        except requests.exceptions.Timeout:
-            # not retried: a query that ran this long has spent its CPU, and would again
-            return HuntingFailure("hunting query timed out after %d s" % self.timeout)
-        except requests.exceptions.ConnectionError:
-            return HuntingFailure("connection failed")
         except requests.exceptions.RequestException as error:
-            return HuntingFailure("request failed (%s)" % type(error).__name__)
+            # a timeout is not retried: a query that ran this long has spent its CPU, and would again
+            reason = describe_failure(error, self.timeout)
+            return HuntingFailure("hunting query " + reason if reason.startswith("timed out") else reason)
 
     def _interpret(self, ips, response):
         status = response.status_code
@@ -230,7 +191,7 @@ class HuntingClient:
         return HuntingFailure("Graph API error %d" % status, retryable=500 <= status <= 599)
 
     def _parse(self, ips, response):
-        import jsonschema
+        import jsonschema  # at the first answer to parse: slow to import, and only the service needs it
 
         try:
             document = response.json()
@@ -240,8 +201,6 @@ class HuntingClient:
             _validate(document)
         except jsonschema.ValidationError as error:
             return HuntingFailure("unexpected hunting answer (%s)" % error.validator)
-        from .lookup import normalise_ip
-
         now = self.clock()
         wanted = set(ips)
         answers: Dict[str, IpStats] = {}
@@ -263,134 +222,3 @@ class HuntingClient:
             if ip not in answers:
                 answers[ip] = IpStats(ip=ip, status=NOT_SEEN, prevalence=0, source=SOURCE_HUNTING, fetched_at=now)
         return answers
-
-
-class HuntingFetcher:
-    """Answers many IPs with few queries, within the hunting budget and the wait allowance.
-
-    ``batch_size``: at most this many IPs a query (the query's length may cut a batch shorter).
-    """
-
-    def __init__(self, client: HuntingClient, limiter, lookback_hours: int, allowance, batch_size: int = MAX_BATCH_IPS,
-                 sleep=time.sleep, clock=time.monotonic, should_stop=None, query_budget: int = QUERY_BUDGET,
-                 deadline: Optional[float] = None, may_wait: bool = True, quota_streak: int = 0):
-        self.client = client
-        self.limiter = limiter
-        self.lookback_hours = lookback_hours
-        self.allowance = allowance
-        self.batch_size = batch_size
-        self.query_budget = query_budget
-        self.sleep = sleep
-        self.clock = clock
-        self.should_stop = should_stop
-        self.fatal: Optional[DefenderIpStatsError] = None
-        self.rate_limited = 0
-        self.budget_returns_in = 0.0
-        self.stopped = False  # the search was cancelled or finalised: no more calls
-        # As for fetcher.Fetcher: no query starts past ``deadline`` (on ``clock``), and with ``may_wait``
-        # False budget that is not free now makes the batch ``pending`` (``retry_in``), not a wait here.
-        self.deadline = deadline
-        self.may_wait = may_wait
-        self.out_of_time = False
-        self.retry_in = 0.0
-        # Quota answers in a row, carried from the search's earlier requests (the service is stateless).
-        self.quota_streak = quota_streak
-
-    def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
-        answers: Dict[str, IpStats] = {}
-        for batch in batches(ips, self.query_budget, self.batch_size):
-            answers.update(self._fetch_batch(batch))
-        return answers
-
-    def _fetch_batch(self, batch):
-        quota_answers = self.quota_streak
-        retried_server_error = False
-        quota: Optional[QuotaExceeded] = None
-        while True:
-            if self.fatal is not None:
-                return {ip: failed(ip, "hunting unavailable", SOURCE_HUNTING) for ip in batch}
-            if self.out_of_time or (self.deadline is not None and self.clock() > self.deadline):
-                self.out_of_time = True
-                return {ip: pending(ip) for ip in batch}
-            if not self._acquire():
-                if self.stopped:
-                    return {ip: failed(ip, STOPPED_REASON, SOURCE_HUNTING) for ip in batch}
-                if self.out_of_time:
-                    return {ip: pending(ip) for ip in batch}
-                self.rate_limited += len(batch)
-                returns_in = max(1, round(self.budget_returns_in))
-                if quota is not None:
-                    reason = "Graph hunting quota exceeded (%d); try again in about %d s" % (quota.status, returns_in)
-                else:
-                    reason = "hunting budget used up; it returns in about %d s" % returns_in
-                return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
-            try:
-                answer = self.client.query(batch, self.lookback_hours)
-            except DefenderIpStatsError as error:
-                self.fatal = error
-                continue
-            finally:
-                self.limiter.completed()  # the query counts from when it surely reached Graph
-            if isinstance(answer, QuotaExceeded):
-                quota = answer
-                quota_answers += 1
-                self.quota_streak = quota_answers
-                if quota_answers > MAX_QUOTA_ANSWERS:
-                    self.rate_limited += len(batch)
-                    reason = "Graph hunting quota exceeded (%d) %d times in a row" % (answer.status, quota_answers)
-                    return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
-                # every search on the host waits: resubmitting early only prolongs the throttling
-                self.limiter.pause_for(quota_delay(answer, quota_answers))
-                continue
-            if isinstance(answer, HuntingFailure):
-                if answer.retryable and not retried_server_error and self._back_off(SERVER_ERROR_BACKOFF):
-                    retried_server_error = True
-                    continue
-                return {ip: IpStats(ip=ip, status=ERROR, source=SOURCE_HUNTING, error=answer.reason) for ip in batch}
-            self.quota_streak = 0
-            return answer
-
-    def _stopping(self) -> bool:
-        if not self.stopped and self.should_stop is not None and self.should_stop():
-            self.stopped = True
-        return self.stopped
-
-    def _acquire(self) -> bool:
-        while True:
-            if self._stopping():
-                return False
-            wait = self.limiter.try_acquire()
-            if wait <= 0:
-                return True
-            if wait > self.allowance.remaining:
-                self.budget_returns_in = max(self.budget_returns_in, wait)
-                return False
-            if not self.may_wait:
-                self.retry_in = wait
-                self.out_of_time = True
-                return False
-            self._sleep_step(wait)
-
-    def _back_off(self, delay: float) -> bool:
-        """Wait ``delay`` seconds from the search's allowance; False when it does not fit or the search stops."""
-        if delay > self.allowance.remaining:
-            return False
-        until = self.clock() + delay
-        while not self._stopping():
-            left = until - self.clock()
-            if left <= 0:
-                return True
-            self._sleep_step(left)
-        return False
-
-    def _sleep_step(self, seconds: float) -> None:
-        started = self.clock()
-        self.sleep(min(seconds, WAIT_STEP))
-        self.allowance.spend(self.clock() - started)
-
-
-def quota_delay(answer: QuotaExceeded, nth: int) -> float:
-    """Seconds to pause after the ``nth`` quota answer in a row: its Retry-After, else doubling to a cap."""
-    if answer.retry_after is not None:
-        return answer.retry_after
-    return min(QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST * 2 ** (nth - 1))

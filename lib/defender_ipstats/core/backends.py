@@ -8,6 +8,7 @@ endpoint and says so once.
 
 from typing import Callable, Dict, List, Optional
 
+from .contract import IpFetcher, PerIpFetcher
 from .errors import AuthenticationError, AuthorizationError
 from .fetcher import RETIRED_REASON
 from .model import FOUND, NOT_SEEN, RATE_LIMITED, SOURCE_API, SOURCE_HUNTING, IpStats
@@ -21,8 +22,9 @@ SWITCH_NOTE = ("Some IPs were looked up with advanced hunting (defender_source=h
 
 
 class BackendRouter:
-    def __init__(self, mode: str, say: Callable[[str, str], None], per_ip=None, per_ip_no_wait=None,
-                 hunting=None, threshold: int = AUTO_HUNTING_THRESHOLD):
+    def __init__(self, mode: str, say: Callable[[str, str], None], per_ip: Optional[PerIpFetcher] = None,
+                 per_ip_no_wait: Optional[PerIpFetcher] = None, hunting: Optional[IpFetcher] = None,
+                 threshold: int = AUTO_HUNTING_THRESHOLD):
         self.mode = mode
         self.say = say
         self.per_ip = per_ip  # a Fetcher that may wait within maxwait
@@ -74,8 +76,7 @@ class BackendRouter:
         return self.per_ip_retired and stats.status == NOT_SEEN and stats.source == SOURCE_API
 
     def _per_ip_gone(self) -> bool:
-        client = getattr(self.per_ip, "client", None)
-        return bool(getattr(client, "looks_retired", False))
+        return self.per_ip is not None and self.per_ip.client.looks_retired
 
     def _hunt(self, ips) -> Optional[Dict[str, IpStats]]:
         if not self.hunting_usable:

@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 
+from splunklib import binding
+
 POLL_INTERVAL = 3.0  # seconds between two questions to splunkd
 POLL_TIMEOUT = 5  # seconds splunkd has to answer (a separate connection from the KV store's)
 STOPPED_STATES = frozenset(("FINALIZING", "FAILED", "DONE"))
@@ -48,8 +50,6 @@ class JobWatcher:
         return self.stopped_because is not None
 
     def _poll(self) -> None:
-        from splunklib import binding
-
         self.polls += 1
         path = binding.UrlEncoded("search/jobs/%s" % binding.UrlEncoded(self.sid, encode_slash=True), skip_encode=True)
         try:

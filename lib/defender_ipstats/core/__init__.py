@@ -1,0 +1,1 @@
+"""The pure core: model, settings, IP lookup and the fetching policy. Standard library only."""

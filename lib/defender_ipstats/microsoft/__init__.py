@@ -1,0 +1,1 @@
+"""HTTP to Microsoft: Entra ID sign-in (msal), the Defender per-IP endpoint, Graph advanced hunting."""

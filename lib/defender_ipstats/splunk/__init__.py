@@ -1,0 +1,1 @@
+"""splunkd and the host: REST connection, conf, credentials, KV store cache, budget files, job state, logs."""
