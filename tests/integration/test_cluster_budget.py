@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from defender_ipstats import clusterbudget
+from defender_ipstats.splunk import clusterbudget
 from defender_ipstats.splunk.budget import SharedWindowLimiter, SlidingWindowLimiter
 from defender_ipstats.splunk.clusterbudget import ClusterWindowLimiter, budget_for
 from defender_ipstats.splunk.rest import connect
