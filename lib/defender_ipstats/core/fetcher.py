@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 
 from .contract import PerIpClient
 from .errors import DefenderIpStatsError
-from .gate import STOPPED_REASON, WAIT_STEP, BudgetGate, WaitAllowance
+from .gate import STOPPED_REASON, WAIT_STEP, BudgetGate, GatedFetcher, WaitAllowance
 from .model import ERROR, IpStats, failed, pending, rate_limited
 from .outcomes import Retired, Throttled
 
@@ -28,7 +28,7 @@ FAILURES_BEFORE_GIVING_UP = 5
 RETIRED_REASON = "per-IP endpoint retired"
 
 
-class Fetcher:
+class Fetcher(GatedFetcher):
     """The per-IP endpoint's fetcher (an ``IpFetcher``): IPs side by side on ``workers`` threads.
 
     The privileged service bounds each request: no call starts past ``deadline`` (on ``clock``), and
@@ -53,22 +53,6 @@ class Fetcher:
         self.gave_up: Optional[str] = None  # why the remaining IPs are not sent (the API kept failing)
         self._failures_in_a_row = 0
         self._fatal_lock = threading.Lock()
-
-    @property
-    def stopped(self) -> bool:
-        return self.gate.stopped
-
-    @property
-    def out_of_time(self) -> bool:
-        return self.gate.out_of_time
-
-    @property
-    def retry_in(self) -> float:
-        return self.gate.retry_in
-
-    @property
-    def budget_returns_in(self) -> float:
-        return self.gate.budget_returns_in
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         if len(ips) <= 1 or self.workers == 1:

@@ -128,3 +128,26 @@ class BudgetGate:
         started = self.clock()
         self.sleep(min(seconds, WAIT_STEP))
         self.allowance.spend(self.clock() - started)
+
+
+class GatedFetcher:
+    """What both fetchers tell of their ``gate`` (a BudgetGate): a stopped search, a request out of
+    time, when to ask again, and when budget returns."""
+
+    gate: BudgetGate
+
+    @property
+    def stopped(self) -> bool:
+        return self.gate.stopped
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.gate.out_of_time
+
+    @property
+    def retry_in(self) -> float:
+        return self.gate.retry_in
+
+    @property
+    def budget_returns_in(self) -> float:
+        return self.gate.budget_returns_in

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Optional
 
 from .contract import HuntingQueries
 from .errors import DefenderIpStatsError
-from .gate import STOPPED_REASON, BudgetGate, WaitAllowance
+from .gate import STOPPED_REASON, BudgetGate, GatedFetcher, WaitAllowance
 from .model import ERROR, SOURCE_HUNTING, IpStats, failed, pending, rate_limited
 from .outcomes import HuntingFailure, QuotaExceeded
 
@@ -24,7 +24,7 @@ SERVER_ERROR_BACKOFF = 2.0  # seconds before the one retry of a 5xx
 MAX_BATCH_IPS = 2500
 
 
-class HuntingFetcher:
+class HuntingFetcher(GatedFetcher):
     """Answers many IPs with few queries, within the hunting budget and the wait allowance.
 
     ``split``: cuts the IPs into the batches of one query each (the client's ``batches``, which knows
@@ -51,22 +51,6 @@ class HuntingFetcher:
         # Quota answers in a row, carried from the search's earlier requests (the service is stateless).
         self.quota_streak = quota_streak
         self.max_quota_answers = max_quota_answers
-
-    @property
-    def stopped(self) -> bool:
-        return self.gate.stopped
-
-    @property
-    def out_of_time(self) -> bool:
-        return self.gate.out_of_time
-
-    @property
-    def retry_in(self) -> float:
-        return self.gate.retry_in
-
-    @property
-    def budget_returns_in(self) -> float:
-        return self.gate.budget_returns_in
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
