@@ -1,21 +1,12 @@
 """Fetching within the budget and the wait allowance, with fake collaborators."""
 
+from fakes import FakeClock as Clock
+
 from defender_ipstats.core.errors import AuthorizationError
 from defender_ipstats.core.fetcher import Fetcher, WaitAllowance
 from defender_ipstats.core.model import ERROR, FOUND, RATE_LIMITED, SOURCE_API, IpStats
 from defender_ipstats.core.outcomes import Throttled
 from defender_ipstats.splunk.budget import SlidingWindowLimiter
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class Client:

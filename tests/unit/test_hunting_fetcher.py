@@ -7,6 +7,7 @@ streak, as the per-IP fetcher handles them (both wait through core.gate.BudgetGa
 import inspect
 
 import pytest
+from fakes import FakeClock as Clock
 
 from defender_ipstats.core.contract import IpFetcher
 from defender_ipstats.core.fetcher import Fetcher
@@ -17,17 +18,6 @@ from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
 from defender_ipstats.splunk.budget import SlidingWindowLimiter
 
 IPS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class HuntingClient:

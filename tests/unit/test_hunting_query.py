@@ -4,6 +4,7 @@ import random
 import re
 
 import pytest
+from fakes import FakeClock
 
 from defender_ipstats.core.hunting import MAX_BATCH_IPS, QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST, quota_delay
 from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
@@ -157,17 +158,6 @@ class FakeLimiter:
     def pause_for(self, seconds):
         self.pauses.append(seconds)
         self.paused_until = self.clock.now + seconds
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class ScriptedClient:
