@@ -22,6 +22,21 @@ GET_PAGE_KEYS = 100  # keys per GET when batch_find is refused: the query stays 
 FIELDS = ("_key", "ip", "status", "prevalence", "first_seen", "last_seen", "fetched_at", "source")
 
 
+def stats_document(stats: IpStats, account: str, lookback_hours: int, now: float) -> dict:
+    """One IP's answer as the KV store keeps it (the cache and the published lookup alike), no ``_key``."""
+    return {
+        "ip": stats.ip,
+        "account": account,
+        "lookback_hours": int(lookback_hours),
+        "prevalence": stats.prevalence if stats.prevalence is not None else 0,
+        "first_seen": stats.first_seen or "",
+        "last_seen": stats.last_seen or "",
+        "status": stats.status,
+        "source": stats.source,
+        "fetched_at": stats.fetched_at if stats.fetched_at is not None else now,
+    }
+
+
 def cache_key(account: str, lookback_hours: int, ip: str) -> str:
     return "%s|%d|%s" % (account, lookback_hours, ip)
 
@@ -118,18 +133,8 @@ class KVStoreCache:
             self._post_json("batch_save", documents[start:start + BATCH_SAVE])
 
     def _to_document(self, stats: IpStats) -> dict:
-        return {
-            "_key": cache_key(self.account, self.lookback_hours, stats.ip),
-            "ip": stats.ip,
-            "account": self.account,
-            "lookback_hours": self.lookback_hours,
-            "prevalence": stats.prevalence if stats.prevalence is not None else 0,
-            "first_seen": stats.first_seen or "",
-            "last_seen": stats.last_seen or "",
-            "status": stats.status,
-            "source": stats.source,
-            "fetched_at": stats.fetched_at if stats.fetched_at is not None else self.clock(),
-        }
+        return dict(stats_document(stats, self.account, self.lookback_hours, self.clock()),
+                    _key=cache_key(self.account, self.lookback_hours, stats.ip))
 
     def _post_json(self, endpoint: str, payload):
         self.requests += 1

@@ -19,6 +19,7 @@ from typing import Iterable, Optional, Tuple
 
 from .. import APP_NAME
 from ..core.model import CACHEABLE_STATUSES
+from .kvcache import stats_document
 
 COLLECTION = "defenderipstats_published"
 BATCH_SAVE = 1000
@@ -33,18 +34,8 @@ def is_published(account: str, lookback_hours: int, settings) -> bool:
 
 
 def document(stats, account: str, lookback_hours: int, now: float) -> dict:
-    return {
-        "_key": stats.ip,
-        "ip": stats.ip,
-        "prevalence": stats.prevalence if stats.prevalence is not None else 0,
-        "first_seen": stats.first_seen or "",
-        "last_seen": stats.last_seen or "",
-        "status": stats.status,
-        "source": stats.source,
-        "fetched_at": stats.fetched_at if stats.fetched_at is not None else now,
-        "account": account,
-        "lookback_hours": int(lookback_hours),
-    }
+    """The cache's document of one answer, keyed by the IP alone: one row per IP in the lookup."""
+    return dict(stats_document(stats, account, lookback_hours, now), _key=stats.ip)
 
 
 def publish(service, stats_list: Iterable, account: str, lookback_hours: int, settings,
