@@ -24,6 +24,7 @@ from defender_ipstats.splunk.slotstore import COLLECTION, cluster_members
 from standins import dataset
 from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_TENANT, DefenderStandin
 from standins.splunkd import SearchHeadCluster, SplunkdStandin
+from windows import busiest_window
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,17 +37,6 @@ LIMITS = [(PER_WINDOW, WINDOW), (LONG_COUNT, LONG_WINDOW)]
 def cluster_of(tmp_path, size=3):
     homes = [str(tmp_path / ("sh%d" % (index + 1))) for index in range(size)]
     return SearchHeadCluster(size, splunk_homes=homes, apps={"TA-defender-ipstats": ROOT})
-
-
-def busiest_window(times, seconds):
-    """The most calls in any sliding window of ``seconds`` (half-open, as the API counts)."""
-    times = sorted(times)
-    best, first = 0, 0
-    for last, at in enumerate(times):
-        while times[first] <= at - seconds:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def run_members(cluster, defender, ips, searches_per_member=2, during=None, max_wait=120):

@@ -8,13 +8,13 @@ stand-in enforces the real 100 calls a minute. 300 cold IPs take a little over t
 import threading
 
 import pytest
-from test_cluster_budget import busiest_window
 
 from defender_ipstats.splunk.clusterbudget import MAX_BATCH
 from harness import APP_ROOT, COMMAND_PYTHON, AppHarness, events
 from standins import dataset
 from standins.defender import DefenderStandin
 from standins.splunkd import SearchHeadCluster
+from windows import busiest_window
 
 SEARCHES_PER_MEMBER = 2
 
