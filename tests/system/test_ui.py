@@ -8,6 +8,7 @@ and brackets, and each call of defenderipstats goes through the command's own op
 repository or, with DEFENDERIPSTATS_APP_ROOT, on an unpacked package.
 """
 
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -272,27 +273,55 @@ def test_the_warmers_own_command_call_makes_no_per_ip_call(app):
 RISK = ("Defender IP stats - Risk - Rare destination", "Defender IP stats - Risk - New rare destination")
 
 
+def es_risk_message(template, row):
+    """ES's risk action fills the message per result row: each ``$field$`` token takes that row's
+    value (a missing field gives an empty string). splunkd's own ``$result.<field>$`` tokens are
+    filled from the FIRST row before the action runs, so they must not appear."""
+    return re.sub(r"\$([A-Za-z0-9_.]+)\$", lambda m: str(row.get(m.group(1), "")), template)
+
+
 @pytest.mark.parametrize("name", RISK)
-def test_risk_searches_ship_disabled_and_name_their_figures(name):
+def test_risk_searches_ship_disabled_in_the_form_current_es_reads(name):
     stanza = conf("savedsearches")[name]
     assert stanza["disabled"] in ("1", "true") and stanza["enableSched"] in ("1", "true")
     assert stanza["action.risk"] == "1" and stanza["action.correlationsearch.enabled"] == "1"
-    assert stanza["action.risk.param._risk_object"] == "dest"
-    assert stanza["action.risk.param._risk_object_type"] == "system"
-    assert 0 < int(stanza["action.risk.param._risk_score"]) <= 100
+    assert stanza["action.correlationsearch.label"] == name
+    [risk] = json.loads(stanza["action.risk.param._risk"])
+    assert (risk["risk_object_field"], risk["risk_object_type"]) == ("dest", "system")
+    assert isinstance(risk["risk_score"], int) and 0 < risk["risk_score"] <= 100
+    # The per-object score is the one ES uses; the stanza's own score stays 0 as in ES content.
+    assert stanza["action.risk.param._risk_score"] == "0"
+    assert not [k for k in stanza if k in ("action.risk.param._risk_object", "action.risk.param._risk_object_type")]
+    annotations = json.loads(stanza["action.correlationsearch.annotations"])
+    assert annotations["mitre_attack"] and annotations["analytic_story"]
+    metadata = json.loads(stanza["action.correlationsearch.metadata"])
+    assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", metadata["detection_id"])
     search = expand_macros(stanza["search"], conf("macros"))
     assert pipeline(stanza["search"])[0].strip() == "search `%s`" % DESTINATIONS
     [args] = calls(search)
     assert check_call(args).field == "dest"
     assert "defender_prevalence <= 3" in search
-    # The message's $result.<field>$ tokens are fields the search's last command keeps.
+    # The message's $field$ tokens are fields the search's last command keeps.
+    message = stanza["action.risk.param._risk_message"]
+    assert "$result." not in message
     last_name, last_args = commands(search)[-1]
     assert last_name == "table"
     kept = {f.strip() for f in last_args.split(",")}
-    tokens = re.findall(r"\$result\.([A-Za-z0-9_]+)\$", stanza["action.risk.param._risk_message"])
+    tokens = re.findall(r"\$([A-Za-z0-9_.]+)\$", message)
     assert "dest" in tokens and "defender_prevalence" in tokens and set(tokens) <= kept
     if "New" in name:
         assert 'relative_time(now(), "-24h")' in search and "first_seen_hours_ago" in tokens
+    # A run with several rare destinations: each risk event tells its own row's figures.
+    rows = [{field: "%s-%d" % (field, i) for field in kept} for i in range(3)]
+    rows = [dict(row, dest="192.0.2.%d" % (10 + i), defender_prevalence=str(i + 1)) for i, row in enumerate(rows)]
+    messages = [es_risk_message(message, row) for row in rows]
+    assert len(set(messages)) == 3
+    for row, text in zip(rows, messages):
+        assert "$" not in text
+        for field in tokens:
+            assert row[field] in text
+        others = [r["dest"] for r in rows if r is not row]
+        assert not any(other in text for other in others)
 
 
 def test_workflow_action_opens_the_dashboard_with_the_value_as_a_token():
