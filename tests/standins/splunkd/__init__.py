@@ -37,6 +37,8 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``configs/conf-<file>``, ``properties``, ``storage/passwords``, ``storage/collections/config``,
 ``storage/collections/data/<collection>`` (incl. ``batch_save`` and ``batch_find``),
 ``shcluster/member/info`` and ``shcluster/member/members`` (members of a ``SearchHeadCluster``; 503 elsewhere),
+``saved/searches`` (list, ``<name>``, POST ``<name>/dispatch``: only to callers with read access,
+as the ACL in the app's metadata says; see savedsearches.py),
 ``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
 ``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel), ``receivers/simple``
 (POST; the body is the raw data, ``index``/``sourcetype``/``source``/``host`` in the URL; needs the
@@ -80,7 +82,7 @@ confirmed; index names are not checked against indexes.conf.
 Nothing is written to disk.
 
 Layout: ``standin`` (SplunkdStandin: set-up, lifecycle, sessions, test-side state, dispatching) with
-one mixin per surface: ``system`` (server, auth, messages, apps, receivers), ``jobs``, ``configs``
+one mixin per surface: ``system`` (server, auth, messages, apps, receivers), ``jobs``, ``savedsearches``, ``configs``
 (configs/conf-* and properties), ``passwords``, ``kvstore`` (collections config and data), ``scripts``
 (custom REST endpoints); beneath them ``layers`` (conf resolution, ACLs), ``rendering`` (XML/JSON),
 ``kvquery`` (the KV store query engine), ``credentials`` (password entity names), ``roles``, ``conf``

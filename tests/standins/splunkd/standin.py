@@ -29,6 +29,7 @@ from .model import _REPO_ROOT, DEFAULT_APP, RequestRecord, _Ctx, _Fault, _Reply,
 from .passwords import PasswordEndpoints
 from .rendering import _REASONS, Rendering, _error_body
 from .roles import DEFAULT_ROLES
+from .savedsearches import SavedSearchEndpoints
 from .scripts import CustomRestEndpoints
 from .server import _Handler, _read_chunked
 from .shcluster import ClusterEndpoints
@@ -36,7 +37,7 @@ from .system import SystemEndpoints
 
 
 class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfEndpoints, PasswordEndpoints,
-                     KVStoreEndpoints, CustomRestEndpoints, ClusterEndpoints):
+                     KVStoreEndpoints, CustomRestEndpoints, ClusterEndpoints, SavedSearchEndpoints):
     """A splunkd stand-in on ``http://127.0.0.1:<port>``.  See the package docstring."""
 
     def __init__(self, apps: Optional[Dict[str, Optional[str]]] = None,
@@ -624,3 +625,5 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
             self._ep_jobs(req, rest[3:])
         if rest[:2] == ["receivers", "simple"]:
             self._ep_receivers_simple(req)
+        if rest[:2] == ["saved", "searches"]:
+            self._ep_saved_searches(req, ctx, rest[2:])
