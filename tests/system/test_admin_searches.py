@@ -18,9 +18,8 @@ import pytest
 from harness import ACCOUNT, APP, APP_ROOT, events, expected_fields
 from standins import dataset
 from standins.splunkd import parse_conf_file
+from users import ANALYST, ANALYST_PW, PLAIN, PLAIN_PW, add_analyst_and_plain_user
 
-ANALYST, ANALYST_PW = "analyst", "analyst-pw"
-PLAIN, PLAIN_PW = "plain", "plain-pw"
 WRITING = ("Defender IP stats - Purge expired cache entries", "Defender IP stats - Rebuild the published lookup",
            "Defender IP stats - Cache warmer")
 EXAMPLE = "Defender IP stats - Rare destination (prevalence 3 or less)"
@@ -28,8 +27,7 @@ EXAMPLE = "Defender IP stats - Rare destination (prevalence 3 or less)"
 
 @pytest.fixture
 def users_app(app):
-    app.splunkd.add_user(ANALYST, ANALYST_PW, roles=["defenderipstats_user"])
-    app.splunkd.add_user(PLAIN, PLAIN_PW, roles=["user"])
+    add_analyst_and_plain_user(app.splunkd)
     return app
 
 

@@ -28,17 +28,15 @@ from harness import ACCOUNT, APP, events, expected_fields
 from standins import dataset
 from standins.defender import DEFAULT_SECRET, DefenderStandin
 from standins.proxy import ConnectProxy
+from users import ANALYST, ANALYST_PW, PLAIN, PLAIN_PW, add_analyst_and_plain_user
 
-ANALYST, ANALYST_PW = "analyst", "analyst-pw"
-PLAIN, PLAIN_PW = "plain", "plain-pw"
 PROXY_USER, PROXY_PASSWORD = "svc-proxy", "proxy-Pa55word!"
 CACHE = "storage/collections/data/defenderipstats_cache"
 
 
 @pytest.fixture
 def analyst_app(app):
-    app.splunkd.add_user(ANALYST, ANALYST_PW, roles=["defenderipstats_user"])
-    app.splunkd.add_user(PLAIN, PLAIN_PW, roles=["user"])
+    add_analyst_and_plain_user(app.splunkd)
     return app
 
 
