@@ -4,7 +4,16 @@ import time
 
 import pytest
 
-from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, SOURCE_API, IpStats
+from defender_ipstats.core.model import (
+    BASIS_HUNTING,
+    BASIS_IPSTATS,
+    ERROR,
+    FOUND,
+    NOT_SEEN,
+    SOURCE_API,
+    SOURCE_HUNTING,
+    IpStats,
+)
 from defender_ipstats.splunk import rest as splunkd_rest
 from defender_ipstats.splunk.kvcache import BATCH_SAVE, KVStoreCache, cache_key
 from standins import dataset
@@ -27,8 +36,8 @@ def test_round_trip_and_keys(splunkd, service):
     ips = dataset.ips(3, seed=30) + ["2001:db8::1"]
     cache.put_many([stats(ip) for ip in ips[:3]] + [stats(ips[3], NOT_SEEN)])
     docs = {doc["_key"]: doc for doc in splunkd.kv_documents("defenderipstats_cache")}
-    assert set(docs) == {cache_key("default", 720, ip) for ip in ips}
-    doc = docs[cache_key("default", 720, ips[0])]
+    assert set(docs) == {cache_key("default", 720, "ipstats", ip) for ip in ips}
+    doc = docs[cache_key("default", 720, "ipstats", ips[0])]
     assert {k: doc[k] for k in ("ip", "account", "lookback_hours", "status", "source")} == {
         "ip": ips[0], "account": "default", "lookback_hours": 720, "status": "found", "source": "api"}
     got = cache.get_many(ips + ["10.9.9.9"])
@@ -76,3 +85,56 @@ def test_kv_store_errors_surface_to_the_caller(splunkd, service):
     splunkd.inject_fault("batch_find", status=503)
     with pytest.raises(HTTPError):
         KVStoreCache(service, "default", 720, 3600, 60).get_many(["10.0.0.1"])
+
+
+def hunting_stats(ip, prevalence=1, fetched_at=None):
+    return IpStats(ip=ip, status=FOUND, prevalence=prevalence, source=SOURCE_HUNTING,
+                   fetched_at=fetched_at or time.time())
+
+
+def test_each_backend_reads_and_writes_only_its_own_basis(splunkd, service):
+    ipstats = KVStoreCache(service, "default", 720, 3600, 60, backend="ipstats")
+    hunting = KVStoreCache(service, "default", 720, 3600, 60, backend="hunting")
+    ipstats.put_many([stats("10.0.0.1")])  # prevalence 5, Defender's figure
+    hunting.put_many([hunting_stats("10.0.0.1"), hunting_stats("10.0.0.2")])
+    docs = {doc["_key"]: doc for doc in splunkd.kv_documents("defenderipstats_cache")}
+    assert set(docs) == {cache_key("default", 720, "ipstats", "10.0.0.1"),
+                         cache_key("default", 720, "hunting", "10.0.0.1"),
+                         cache_key("default", 720, "hunting", "10.0.0.2")}
+    assert docs[cache_key("default", 720, "ipstats", "10.0.0.1")]["prevalence"] == 5  # not replaced
+    got = ipstats.get_many(["10.0.0.1", "10.0.0.2"])
+    assert set(got) == {"10.0.0.1"} and got["10.0.0.1"].prevalence == 5 and got["10.0.0.1"].basis == BASIS_IPSTATS
+    got = hunting.get_many(["10.0.0.1", "10.0.0.2"])
+    assert {ip: s.prevalence for ip, s in got.items()} == {"10.0.0.1": 1, "10.0.0.2": 1}
+    assert {s.basis for s in got.values()} == {BASIS_HUNTING}
+    # A backend never writes the other's figures, even when handed them.
+    ipstats.put_many([hunting_stats("10.0.0.3")])
+    assert cache_key("default", 720, "hunting", "10.0.0.3") not in {
+        doc["_key"] for doc in splunkd.kv_documents("defenderipstats_cache")}
+
+
+def test_auto_prefers_a_fresh_ipstats_answer_in_one_request(splunkd, service):
+    now = time.time()
+    KVStoreCache(service, "default", 720, 100, 60, backend="ipstats").put_many(
+        [stats("10.0.0.1", fetched_at=now - 10), stats("10.0.0.2", fetched_at=now - 500)])  # .2: stale
+    KVStoreCache(service, "default", 720, 100, 60, backend="hunting").put_many(
+        [hunting_stats(ip, fetched_at=now - 10) for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3")])
+    auto = KVStoreCache(service, "default", 720, 100, 60, backend="auto")
+    splunkd.reset_requests()
+    got = auto.get_many(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"])
+    assert splunkd.count(path_contains="storage/collections/data") == 1
+    assert {ip: (s.basis, s.prevalence) for ip, s in got.items()} == {
+        "10.0.0.1": ("ipstats", 5), "10.0.0.2": ("hunting", 1), "10.0.0.3": ("hunting", 1)}
+
+
+def test_documents_of_the_layout_without_basis_are_never_read(splunkd, service):
+    splunkd.kv_insert("defenderipstats_cache", [
+        {"_key": "default|720|10.0.0.1", "ip": "10.0.0.1", "account": "default", "lookback_hours": 720,
+         "status": FOUND, "prevalence": 9, "source": "hunting", "fetched_at": time.time()},
+        # a document whose basis does not match its key is not trusted either
+        {"_key": cache_key("default", 720, "ipstats", "10.0.0.2"), "ip": "10.0.0.2", "account": "default",
+         "lookback_hours": 720, "status": FOUND, "prevalence": 9, "basis": "hunting", "fetched_at": time.time()}],
+        app="TA-defender-ipstats")
+    for backend in ("ipstats", "hunting", "auto"):
+        assert KVStoreCache(service, "default", 720, 3600, 60, backend=backend).get_many(
+            ["10.0.0.1", "10.0.0.2"]) == {}

@@ -43,11 +43,11 @@ def settings(account="acme", hours=720):
     return Settings.from_conf({"default_account": account, "lookback_hours": str(hours)})
 
 
-def stats(ip, status=FOUND, prevalence=2, fetched_at=None):
+def stats(ip, status=FOUND, prevalence=2, fetched_at=None, source="hunting"):
     return IpStats(ip=ip, status=status, prevalence=prevalence if status == FOUND else 0,
                    first_seen="2026-11-30T10:00:00Z" if status == FOUND else None,
                    last_seen="2026-12-01T10:00:00Z" if status == FOUND else None,
-                   source="hunting", fetched_at=fetched_at or time.time())
+                   source=source, fetched_at=fetched_at or time.time())
 
 
 @pytest.fixture
@@ -82,6 +82,22 @@ def test_publish_writes_one_row_per_ip_for_the_default_account_and_lookback_only
     assert published.publish(system, [stats("192.0.2.1", prevalence=7)], "acme", 720, settings()) == 1
     rows = published_rows(splunkd)
     assert len(rows) == 3 and rows["192.0.2.1"]["prevalence"] == 7
+
+
+def test_a_hunting_answer_never_replaces_a_fresh_ipstats_row(splunkd, system):
+    now = time.time()
+    published.publish(system, [stats("192.0.2.1", prevalence=35233, source="api"),
+                               stats("192.0.2.2", prevalence=9000, source="api", fetched_at=now - 90000)],
+                      "acme", 720, settings())
+    published.publish(system, [stats("192.0.2.1", prevalence=1), stats("192.0.2.2", prevalence=4),
+                               stats("192.0.2.3", prevalence=1)], "acme", 720, settings())
+    rows = published_rows(splunkd)
+    assert rows["192.0.2.1"]["prevalence"] == 35233 and rows["192.0.2.1"]["basis"] == "ipstats"
+    # an ipstats row past cache_ttl no longer holds its place; a new IP gets the hunting figure
+    assert (rows["192.0.2.2"]["prevalence"], rows["192.0.2.2"]["basis"]) == (4, "hunting")
+    assert rows["192.0.2.3"]["basis"] == "hunting"
+    published.publish(system, [stats("192.0.2.3", prevalence=12, source="api")], "acme", 720, settings())
+    assert published_rows(splunkd)["192.0.2.3"]["basis"] == "ipstats"
 
 
 def test_a_changed_default_removes_the_old_defaults_rows_on_the_first_write(splunkd, system):
@@ -126,7 +142,7 @@ def test_the_readme_lookup_answers_one_row_per_ip_without_an_api_call(splunkd, s
                                stats("192.0.2.2", NOT_SEEN)], "acme", 720, settings())
     # Cache rows of other accounts and look-backs for the same IP do not reach the lookup.
     splunkd.kv_insert(CACHE, [
-        {"_key": cache_key(account, hours, "192.0.2.1"), "ip": "192.0.2.1", "account": account,
+        {"_key": cache_key(account, hours, "ipstats", "192.0.2.1"), "ip": "192.0.2.1", "account": account,
          "lookback_hours": hours, "status": FOUND, "prevalence": 999, "fetched_at": time.time()}
         for account, hours in (("acme", 24), ("subsidiary", 720))], app=APP)
     readme = open(os.path.join(APP_ROOT, "README.md"), encoding="utf-8").read()
@@ -171,10 +187,11 @@ def test_the_rebuild_is_an_enabled_scheduled_search_without_api_calls():
     assert "defenderipstats" not in [name for name, _ in commands(rebuild_search())]
 
 
-def cache_doc(account, hours, ip, status=FOUND, prevalence=5, age=60.0, now=None):
-    return {"_key": cache_key(account, hours, ip), "ip": ip, "account": account, "lookback_hours": hours,
+def cache_doc(account, hours, ip, status=FOUND, prevalence=5, age=60.0, now=None, basis="ipstats"):
+    return {"_key": cache_key(account, hours, basis, ip), "ip": ip, "account": account, "lookback_hours": hours,
             "status": status, "prevalence": prevalence, "first_seen": "2026-11-01T00:00:00Z",
-            "last_seen": "2026-12-01T00:00:00Z", "source": "api", "fetched_at": (now or time.time()) - age}
+            "last_seen": "2026-12-01T00:00:00Z", "source": "api" if basis == "ipstats" else "hunting",
+            "basis": basis, "fetched_at": (now or time.time()) - age}
 
 
 def test_rebuild_publishes_the_fresh_entries_of_the_current_default(app):
@@ -206,6 +223,25 @@ def test_rebuild_publishes_the_fresh_entries_of_the_current_default(app):
     make_pipeline(app.admin, clock=lambda: now).run(rebuild_search())
     rows = published_rows(app.splunkd)
     assert set(rows) == {"192.0.2.1", "192.0.2.9"} and rows["192.0.2.1"]["prevalence"] == 77
+
+
+def test_rebuild_prefers_the_ipstats_figure_and_skips_documents_without_basis(app):
+    now = time.time()
+    app.settings(default_account="acme", lookback_hours="720", cache_ttl="7200", not_seen_ttl="600")
+    old_layout = dict(cache_doc("acme", 720, "192.0.2.4", now=now), _key="acme|720|192.0.2.4")
+    del old_layout["basis"]
+    app.splunkd.kv_insert(CACHE, [
+        cache_doc("acme", 720, "192.0.2.1", prevalence=1, basis="hunting", now=now),
+        cache_doc("acme", 720, "192.0.2.1", prevalence=35233, now=now),
+        cache_doc("acme", 720, "192.0.2.2", prevalence=3, basis="hunting", now=now),
+        cache_doc("acme", 720, "192.0.2.3", prevalence=1, basis="hunting", now=now),
+        cache_doc("acme", 720, "192.0.2.3", prevalence=50, age=8000, now=now),  # expired: hunting stands
+        old_layout,
+    ], app=APP)
+    make_pipeline(app.admin, clock=lambda: now).run(rebuild_search())
+    rows = published_rows(app.splunkd)
+    assert {ip: (row["prevalence"], row["basis"]) for ip, row in rows.items()} == {
+        "192.0.2.1": (35233, "ipstats"), "192.0.2.2": (3, "hunting"), "192.0.2.3": (1, "hunting")}
 
 
 def test_rebuild_changes_nothing_when_the_settings_cannot_be_read(app):

@@ -21,7 +21,7 @@ APP = "TA-defender-ipstats"
 APP_ROOT = os.environ.get("DEFENDERIPSTATS_APP_ROOT") or ROOT
 COMMAND = os.path.join(APP_ROOT, "bin", "defenderipstats.py")
 COMMAND_PYTHON = os.environ.get("DEFENDERIPSTATS_PYTHON") or sys.executable
-OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
+OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "basis", "error")
 ACCOUNT = "contoso"  # the account the fixtures configure ([default] is never an account)
 _SID_LOCK = threading.Lock()
 
@@ -169,11 +169,14 @@ def events(values, field: str = "src_ip") -> List[Dict[str, object]]:
     return out
 
 
-def expected_fields(ip: str, lookback_hours: int = 720, source: str = "api", prefix: str = "defender_"):
-    """What the command must output for a valid IP, computed from the stand-in's dataset."""
+def expected_fields(ip: str, lookback_hours: int = 720, source: str = "api", prefix: str = "defender_",
+                    basis: str = ""):
+    """What the command must output for a valid IP, computed from the stand-in's dataset (Defender's
+    per-IP figures: basis ipstats unless told)."""
     canonical = dataset.canonical(ip)
     stats = dataset.ip_stats(canonical, lookback_hours)
     prevalence = stats["organizationPrevalence"]
     values = (canonical, str(prevalence), stats["orgFirstSeen"] or "", stats["orgLastSeen"] or "",
-              "found" if prevalence else "not_seen", source, "")
+              "found" if prevalence else "not_seen", source,
+              basis or ("hunting" if source == "hunting" else "ipstats"), "")
     return dict(zip((prefix + s for s in OUTPUT_SUFFIXES), values))

@@ -557,6 +557,36 @@ class Pipeline:
         keep = set(names[1:] if names and names[0] == "+" else names)
         return [{k: v for k, v in row.items() if k in keep or k.startswith("_")} for row in rows]
 
+    def _cmd_sort(self, args, rows, now):
+        """sort [<count>] [+|-]<field> ...: as Splunk, numbers compare as numbers, a missing value
+        sorts last; a count of 0 keeps every row (without one, Splunk keeps 10,000)."""
+        parts = split_args(args.replace(",", " "))
+        limit = 10000
+        if parts and parts[0].isdigit():
+            limit = int(parts.pop(0)) or len(rows)
+        keys = [(part.lstrip("+-"), part.startswith("-")) for part in parts]
+        out = list(rows)
+        for name, descending in reversed(keys):
+            present = [row for row in out if row.get(name) not in (None, "")]
+            missing = [row for row in out if row.get(name) in (None, "")]
+            present.sort(key=lambda row: _sort_key(row[name]), reverse=descending)
+            out = present + missing
+        return out[:limit]
+
+    def _cmd_dedup(self, args, rows, now):
+        """dedup <field> ...: the first row of each combination of values; as Splunk without
+        keepempty=true, a row lacking one of the fields is dropped."""
+        names = split_args(args.replace(",", " "))
+        seen, out = set(), []
+        for row in rows:
+            values = tuple(_text(row.get(name)) for name in names)
+            if any(row.get(name) in (None, "") for name in names):
+                continue
+            if values not in seen:
+                seen.add(values)
+                out.append(row)
+        return out
+
     def _cmd_rest(self, args, rows, now):
         parts = split_args(args)
         path = next(p for p in parts if p.startswith("/"))
@@ -590,3 +620,8 @@ class Pipeline:
             return []
         value = rows[0].get(parts[0][1:])
         return [{"__return__": "" if value is None else _text(value)}]
+
+
+def _sort_key(value):
+    number = _number(value)
+    return (0, number, "") if number is not None else (1, 0, _text(value))

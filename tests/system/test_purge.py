@@ -102,13 +102,13 @@ def test_purge_removes_expired_entries_and_the_command_still_uses_the_rest(app):
     aged = {found[0]: now - 7300, unseen[0]: now - 700,   # expired under the settings' TTLs
             found[1]: now - 7000, unseen[1]: now - 500}    # old, but still fresh
     junk = [
-        {"_key": cache_key("default", 720, "10.0.0.1"), "ip": "10.0.0.1", "account": "default",
+        {"_key": cache_key("default", 720, "ipstats", "10.0.0.1"), "ip": "10.0.0.1", "account": "default",
          "lookback_hours": 720, "status": "error", "fetched_at": now},            # never cached
-        {"_key": cache_key("default", 720, "10.0.0.2"), "ip": "10.0.0.2", "account": "default",
+        {"_key": cache_key("default", 720, "ipstats", "10.0.0.2"), "ip": "10.0.0.2", "account": "default",
          "lookback_hours": 720, "status": "found", "prevalence": 1},               # no fetched_at
-        {"_key": cache_key("default", 720, "10.0.0.3"), "ip": "10.0.0.3", "account": "default",
+        {"_key": cache_key("default", 720, "ipstats", "10.0.0.3"), "ip": "10.0.0.3", "account": "default",
          "lookback_hours": 720, "status": "found", "prevalence": 1, "fetched_at": now + 3600},  # future
-        {"_key": cache_key("other", 24, "10.0.0.4"), "ip": "10.0.0.4", "account": "other",
+        {"_key": cache_key("other", 24, "ipstats", "10.0.0.4"), "ip": "10.0.0.4", "account": "other",
          "lookback_hours": 24, "status": "not_seen", "prevalence": 0, "fetched_at": now - 60},  # fresh
     ]
     seeded = []
@@ -149,7 +149,7 @@ def test_purge_removes_expired_entries_and_the_command_still_uses_the_rest(app):
 def test_purge_of_only_expired_entries_empties_the_collection(app):
     now = time.time()
     app.splunkd.kv_insert(COLLECTION, [
-        {"_key": cache_key("default", 720, "10.0.0.%d" % i), "ip": "10.0.0.%d" % i, "account": "default",
+        {"_key": cache_key("default", 720, "ipstats", "10.0.0.%d" % i), "ip": "10.0.0.%d" % i, "account": "default",
          "lookback_hours": 720, "status": "found", "prevalence": 2, "fetched_at": now - 90000}
         for i in range(1, 4)], app=APP)
     make_pipeline(app.admin, clock=lambda: now).run(purge_search())

@@ -20,7 +20,8 @@ from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, IpStats
 from defender_ipstats.search.chunked import Body, LeanBody, Unsupported, mv_encode, write_reply
 from protocol import decode_chunks, decode_records
 
-NAMES = tuple("defender_" + s for s in ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error"))
+NAMES = tuple("defender_" + s for s in ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "basis",
+                                        "error"))
 decode_mv = SearchCommand._decode_list
 
 
@@ -79,7 +80,7 @@ def assert_same(body, field, prefix="defender_"):
     assert decode_records(got) == decode_records(expected)
     if expected:  # the events' own columns, then each output field with its __mv_ companion
         header = next(csv.reader(io.StringIO(got.decode("utf-8"))))
-        assert header[-14:] == [c for s in NAMES for c in (s.replace("defender_", prefix, 1),
+        assert header[-2 * len(NAMES):] == [c for s in NAMES for c in (s.replace("defender_", prefix, 1),
                                                            "__mv_" + s.replace("defender_", prefix, 1))]
     else:
         assert got == b""  # no events, no body: as splunklib

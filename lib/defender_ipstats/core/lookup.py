@@ -133,6 +133,7 @@ def _as_cached(stats: IpStats) -> IpStats:
         last_seen=stats.last_seen,
         source=SOURCE_CACHE,
         fetched_at=stats.fetched_at,
+        basis=stats.basis,
     )
 
 

@@ -18,8 +18,16 @@ SOURCE_CACHE = "cache"
 
 CACHEABLE_STATUSES = frozenset((FOUND, NOT_SEEN))
 
+# Which figure an answer carries: Defender's own per-IP statistics, or counts from advanced hunting.
+# The two never stand in for each other in the cache.
+BASIS_IPSTATS = "ipstats"
+BASIS_HUNTING = "hunting"
+BASIS_OF_SOURCE = {SOURCE_API: BASIS_IPSTATS, SOURCE_HUNTING: BASIS_HUNTING}
+# The bases a backend reads, in order of preference.
+BASES_OF_BACKEND = {"ipstats": (BASIS_IPSTATS,), "hunting": (BASIS_HUNTING,), "auto": (BASIS_IPSTATS, BASIS_HUNTING)}
+
 # Output field suffixes, in the order they are added to events (prefix + suffix).
-OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "error")
+OUTPUT_SUFFIXES = ("ip", "prevalence", "first_seen", "last_seen", "status", "source", "basis", "error")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,15 @@ class IpStats:
     source: str = ""
     error: str = ""
     fetched_at: Optional[float] = None
+    basis: str = ""  # found/not_seen only: BASIS_IPSTATS or BASIS_HUNTING (from the source when fetched)
+
+    def __post_init__(self):
+        if self.status not in CACHEABLE_STATUSES:
+            basis = ""
+        else:
+            basis = self.basis or BASIS_OF_SOURCE.get(self.source, "")
+        if basis != self.basis:
+            object.__setattr__(self, "basis", basis)
 
     @property
     def cacheable(self) -> bool:
@@ -48,6 +65,7 @@ class IpStats:
             self.last_seen or "",
             self.status,
             self.source,
+            self.basis,
             self.error,
         )
 

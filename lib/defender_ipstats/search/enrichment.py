@@ -33,7 +33,7 @@ class Enrichment:
         cache = None
         if options.cache == "use":
             cache = SafeCache(KVStoreCache(kv_service, options.account, options.lookback_hours, settings.cache_ttl,
-                                           settings.not_seen_ttl), self.warn, logger)
+                                           settings.not_seen_ttl, backend=options.backend), self.warn, logger)
         self.cache = cache
         self.allowance = WaitAllowance(options.max_wait)
         self.lookups = ServiceLookups(client, options.account, options, self.allowance, self.say,

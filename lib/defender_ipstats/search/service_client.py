@@ -199,7 +199,7 @@ def _stats(ip: str, item: dict) -> IpStats:
     return IpStats(ip=str(item.get("ip") or ip) if status != "invalid" else "", status=status, prevalence=prevalence,
                    first_seen=item.get("first_seen") or None, last_seen=item.get("last_seen") or None,
                    source=str(item.get("source") or ""), error=str(item.get("error") or ""),
-                   fetched_at=item.get("fetched_at"))
+                   fetched_at=item.get("fetched_at"), basis=str(item.get("basis") or ""))
 
 
 def _short(error: DefenderIpStatsError) -> str:

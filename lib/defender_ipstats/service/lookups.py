@@ -185,7 +185,7 @@ class LookupJob:
             kv_service = self.ctx.system_service(timeout=KVSTORE_TIMEOUT)
             cache = PublishingCache(
                 SafeCache(KVStoreCache(kv_service, self.account.name, params.lookback_hours, self.settings.cache_ttl,
-                                       self.settings.not_seen_ttl), self.messages.warn, logger),
+                                       self.settings.not_seen_ttl, backend=params.backend), self.messages.warn, logger),
                 kv_service, self.account.name, params.lookback_hours, self.settings, logger)
         answers = Resolver(cache, self, params.cache).resolve(list(params.ips)) if params.ips else {}
         results, pending = {}, []
@@ -348,4 +348,5 @@ def _hunting_limits(settings):
 
 def _as_dict(stats: IpStats) -> dict:
     return {"ip": stats.ip, "status": stats.status, "prevalence": stats.prevalence, "first_seen": stats.first_seen,
-            "last_seen": stats.last_seen, "source": stats.source, "error": stats.error, "fetched_at": stats.fetched_at}
+            "last_seen": stats.last_seen, "source": stats.source, "error": stats.error, "fetched_at": stats.fetched_at,
+            "basis": stats.basis}

@@ -1,5 +1,11 @@
 """The KV store cache (collection ``defenderipstats_cache``).
 
+Answers are kept per (account, look-back, basis, IP): ``backend=ipstats`` reads only ``ipstats``
+answers, ``hunting`` only ``hunting`` ones, ``auto`` both in the same request (a fresh ``ipstats``
+answer first), so one backend's figures never replace the other's. Documents of the layout before the
+basis (key ``account|lookback|ip``, no ``basis`` field) are never read: they age out and the purge
+removes them.
+
 Per chunk: one ``batch_find`` request that looks up all the chunk's keys (``$or`` of
 ``_key``s, in pages of PAGE_KEYS keys inside that one request) and ``batch_save`` in
 batches of at most BATCH_SAVE documents. Freshness is checked on read, never trusted to a
@@ -13,13 +19,13 @@ from typing import Dict, Iterable, List
 from splunklib import binding
 
 from .. import APP_NAME
-from ..core.model import FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
+from ..core.model import BASES_OF_BACKEND, FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
 
 COLLECTION = "defenderipstats_cache"
 PAGE_KEYS = 1000
 BATCH_SAVE = 1000
 GET_PAGE_KEYS = 100  # keys per GET when batch_find is refused: the query stays a few kB in the URL
-FIELDS = ("_key", "ip", "status", "prevalence", "first_seen", "last_seen", "fetched_at", "source")
+FIELDS = ("_key", "ip", "status", "prevalence", "first_seen", "last_seen", "fetched_at", "source", "basis")
 
 
 def stats_document(stats: IpStats, account: str, lookback_hours: int, now: float) -> dict:
@@ -33,20 +39,22 @@ def stats_document(stats: IpStats, account: str, lookback_hours: int, now: float
         "last_seen": stats.last_seen or "",
         "status": stats.status,
         "source": stats.source,
+        "basis": stats.basis,
         "fetched_at": stats.fetched_at if stats.fetched_at is not None else now,
     }
 
 
-def cache_key(account: str, lookback_hours: int, ip: str) -> str:
-    return "%s|%d|%s" % (account, lookback_hours, ip)
+def cache_key(account: str, lookback_hours: int, basis: str, ip: str) -> str:
+    return "%s|%d|%s|%s" % (account, lookback_hours, basis, ip)
 
 
 class KVStoreCache:
     def __init__(self, service, account: str, lookback_hours: int, ttl: int, not_seen_ttl: int,
-                 clock=time.time, collection: str = COLLECTION):
+                 clock=time.time, collection: str = COLLECTION, backend: str = "auto"):
         self.service = service
         self.account = account
         self.lookback_hours = lookback_hours
+        self.bases = BASES_OF_BACKEND[backend]  # read in this order of preference; written: only these
         self.ttl = ttl
         self.not_seen_ttl = not_seen_ttl
         self.clock = clock
@@ -58,7 +66,7 @@ class KVStoreCache:
 
     # -- reading --------------------------------------------------------------------
     def get_many(self, ips: List[str]) -> Dict[str, IpStats]:
-        keys = [cache_key(self.account, self.lookback_hours, ip) for ip in ips]
+        keys = [cache_key(self.account, self.lookback_hours, basis, ip) for ip in ips for basis in self.bases]
         queries = [
             {"query": {"$or": [{"_key": key} for key in keys[start:start + PAGE_KEYS]]},
              "fields": ",".join(FIELDS), "limit": PAGE_KEYS}
@@ -70,10 +78,16 @@ class KVStoreCache:
         now = self.clock()
         found: Dict[str, IpStats] = {}
         wanted = set(ips)
+        rank = {basis: index for index, basis in enumerate(self.bases)}
         for page in pages or []:
             for document in page or []:
                 stats = self._from_document(document, now)
-                if stats is not None and stats.ip in wanted:
+                if stats is None or stats.ip not in wanted or stats.basis not in rank:
+                    continue
+                if document.get("_key") != cache_key(self.account, self.lookback_hours, stats.basis, stats.ip):
+                    continue  # a document of another layout or one whose fields do not match its key
+                held = found.get(stats.ip)
+                if held is None or rank[stats.basis] < rank[held.basis]:
                     found[stats.ip] = stats
         self.hits += len(found)
         return found
@@ -124,17 +138,18 @@ class KVStoreCache:
             last_seen=document.get("last_seen") or None,
             source=SOURCE_CACHE,
             fetched_at=fetched_at,
+            basis=str(document.get("basis") or ""),
         )
 
     # -- writing --------------------------------------------------------------------
     def put_many(self, results: Iterable[IpStats]) -> None:
-        documents = [self._to_document(stats) for stats in results if stats.cacheable]
+        documents = [self._to_document(stats) for stats in results if stats.cacheable and stats.basis in self.bases]
         for start in range(0, len(documents), BATCH_SAVE):
             self._post_json("batch_save", documents[start:start + BATCH_SAVE])
 
     def _to_document(self, stats: IpStats) -> dict:
         return dict(stats_document(stats, self.account, self.lookback_hours, self.clock()),
-                    _key=cache_key(self.account, self.lookback_hours, stats.ip))
+                    _key=cache_key(self.account, self.lookback_hours, stats.basis, stats.ip))
 
     def _post_json(self, endpoint: str, payload):
         self.requests += 1

@@ -4,7 +4,8 @@ The cache (``cache.py``) keeps one document per (account, look-back, IP), so a l
 return several rows for one IP. The published collection ``defenderipstats_published`` keeps one
 document per IP (``_key`` = the canonical IP), for the default account and the default look-back
 only, which is what the search command answers when it is given neither ``account=`` nor
-``lookbackhours=``.
+``lookbackhours=``. Its ``basis`` column says which figure a row carries: a fresh ``ipstats`` answer
+is never replaced by a ``hunting`` one (the figure ``backend=auto`` would answer).
 
 Who writes it: the privileged service, with its system session, next to every cache write
 (``publish``); and the scheduled search *Defender IP stats - Rebuild the published lookup*, which
@@ -18,7 +19,7 @@ import time
 from typing import Iterable, Optional, Tuple
 
 from .. import APP_NAME
-from ..core.model import CACHEABLE_STATUSES
+from ..core.model import BASIS_IPSTATS, CACHEABLE_STATUSES, FOUND
 from .kvcache import stats_document
 
 COLLECTION = "defenderipstats_published"
@@ -58,6 +59,7 @@ def publish(service, stats_list: Iterable, account: str, lookback_hours: int, se
     if _current != (account, int(lookback_hours)):
         retire_others(service, account, lookback_hours)
         _current = (account, int(lookback_hours))
+    documents = _without_demoted(service, documents, settings, now)
     for start in range(0, len(documents), BATCH_SAVE):
         _request(service, "post", "batch_save", body=json.dumps(documents[start:start + BATCH_SAVE]))
     return len(documents)
@@ -76,6 +78,26 @@ def retire_others(service, account: str, lookback_hours: int) -> None:
     _request(service, "delete", "", query=json.dumps(query))
 
 
+def _without_demoted(service, documents, settings, now: float):
+    """``documents`` but the hunting answers for IPs whose published row is a fresh ipstats answer."""
+    hunting = [doc["_key"] for doc in documents if doc["basis"] != BASIS_IPSTATS]
+    if not hunting:
+        return documents
+    query = {"$and": [{"basis": BASIS_IPSTATS}, {"$or": [{"_key": key} for key in hunting]}]}
+    rows = json.loads(_request(service, "post", "batch_find",
+                               body=json.dumps([{"query": query, "fields": "_key,status,fetched_at"}])) or "[]")
+    kept = set()
+    for row in (rows[0] if rows else None) or []:
+        try:
+            fetched_at = float(row.get("fetched_at"))
+        except (TypeError, ValueError):
+            continue
+        ttl = settings.cache_ttl if row.get("status") == FOUND else settings.not_seen_ttl
+        if fetched_at + ttl > now:
+            kept.add(row.get("_key"))
+    return [doc for doc in documents if doc["basis"] == BASIS_IPSTATS or doc["_key"] not in kept]
+
+
 def _request(service, method: str, endpoint: str, body: Optional[str] = None, **query):
     path = "storage/collections/data/%s" % COLLECTION + ("/" + endpoint if endpoint else "")
     if method == "post":
@@ -83,4 +105,4 @@ def _request(service, method: str, endpoint: str, body: Optional[str] = None, **
                                 headers=[("Content-Type", "application/json")], body=body)
     else:
         response = service.delete(path, owner="nobody", app=APP_NAME, **query)
-    response.body.read()
+    return response.body.read().decode("utf-8")
