@@ -8,8 +8,8 @@ on the server's side, not inferred from the proxy's tunnel count alone.
 
 import pytest
 
+from defender_ipstats.core.accounts import Account
 from defender_ipstats.core.errors import ConfigurationError, CredentialError
-from defender_ipstats.core.settings import Account
 from defender_ipstats.microsoft.http import AppSession, bypasses_proxy
 from defender_ipstats.service.profile import resolve_proxy, with_proxy_credentials
 from harness import ACCOUNT, events, expected_fields

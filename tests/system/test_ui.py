@@ -17,7 +17,8 @@ import pytest
 from spl import commands, expand_macros, pipeline, split_args, substitute_tokens, tokens_in
 
 from defender_ipstats.core.errors import ConfigurationError
-from defender_ipstats.core.settings import Options, Settings
+from defender_ipstats.core.options import Options
+from defender_ipstats.core.settings import Settings
 from harness import APP_ROOT, events
 from standins import dataset
 from standins.splunkd import parse_conf_file

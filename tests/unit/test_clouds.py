@@ -2,8 +2,8 @@
 
 import pytest
 
+from defender_ipstats.core.accounts import Account
 from defender_ipstats.core.clouds import CLOUDS
-from defender_ipstats.core.settings import Account
 
 COMMERCIAL_SCOPE = "https://api.securitycenter.microsoft.com/.default"
 

@@ -2,8 +2,10 @@
 
 import pytest
 
+from defender_ipstats.core.accounts import Account
 from defender_ipstats.core.errors import ConfigurationError
-from defender_ipstats.core.settings import Account, Options, Settings
+from defender_ipstats.core.options import Options
+from defender_ipstats.core.settings import Settings
 
 ACCOUNT = {"tenant_id": "contoso.onmicrosoft.com", "client_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"}
 

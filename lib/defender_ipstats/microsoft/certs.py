@@ -21,8 +21,8 @@ import re
 import secrets
 import threading
 
+from ..core.accounts import normalise_thumbprint
 from ..core.errors import CredentialError
-from ..core.settings import normalise_thumbprint
 
 _PEM_BLOCK = re.compile(
     r"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)

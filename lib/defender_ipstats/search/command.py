@@ -10,7 +10,8 @@ import sys
 from splunklib.searchcommands import Configuration, Option, SearchMetric, StreamingCommand
 
 from ..core.errors import DefenderIpStatsError
-from ..core.settings import Options, Settings
+from ..core.options import Options
+from ..core.settings import Settings
 from ..splunk import rest
 from ..splunk.logs import get_logger
 from .lean import LeanExecution

@@ -12,10 +12,11 @@ the stored secret (or the stored proxy password) to a host it names.
 
 from typing import Dict, Optional
 
+from ..core.accounts import Account, check_account_name
 from ..core.errors import AuthenticationError, ConfigurationError, DefenderIpStatsError
 from ..core.model import FOUND, INVALID, NOT_SEEN, IpStats
 from ..core.outcomes import Retired, Throttled
-from ..core.settings import Account, Settings, check_account_name
+from ..core.settings import Settings
 from ..splunk.conf import ACCOUNTS_CONF, SETTINGS_CONF
 from ..splunk.passwords import CREDENTIAL_REALM, PROXY_REALM
 from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict
 from urllib.parse import quote, urlsplit
 
+from ..core.accounts import Account, check_proxy_url
 from ..core.errors import CredentialError
-from ..core.settings import Account, check_proxy_url
 from ..microsoft.certs import certificate_credential
 from ..splunk.logs import redact
 

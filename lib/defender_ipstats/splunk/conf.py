@@ -5,8 +5,9 @@ from typing import Dict
 from splunklib import binding
 
 from .. import APP_NAME
+from ..core.accounts import AccountDirectory
 from ..core.errors import SplunkdError
-from ..core.settings import AccountDirectory, Settings
+from ..core.settings import Settings
 from .passwords import CredentialStore
 from .rest import get_json, http_status, rest_failure
 
