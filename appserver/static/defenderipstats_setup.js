@@ -89,7 +89,7 @@
 
     function renderAccounts() {
         var table = el("table", {id: "dips-accounts"});
-        table.appendChild(el("tr", {}, ["Account", "Cloud", "Tenant", "Client", "Auth", "Credential", "Proxy", ""]
+        table.appendChild(el("tr", {}, ["Account", "Cloud", "Tenant", "Client", "Auth", "Credential", "Proxy", "Roles", ""]
             .map(function (h) { return el("th", {text: h}); })));
         state.accounts.forEach(function (account) {
             var edit = el("button", {type: "button", "class": "btn dips-edit", "data-account": account.name,
@@ -107,6 +107,9 @@
                 el("td", {text: account.auth || "secret"}),
                 el("td", {text: account.has_secret ? "stored" : "missing"}),
                 el("td", {text: account.proxy_url || "(Splunk's proxyConfig)"}),
+                el("td", {"class": "dips-roles", text: account.allowed_roles ?
+                    account.allowed_roles + " only: answers kept apart, never in the published lookup" :
+                    "every role with defenderipstats_use"}),
                 el("td", {}, [edit, test, remove])]));
         });
         var holder = document.getElementById("dips-accounts-holder");
@@ -148,7 +151,9 @@
         fieldset.appendChild(row("Scope override", input("dips-scope", a.scope)));
         fieldset.appendChild(row("Allowed roles", input("dips-allowed_roles", a.allowed_roles),
                                  "Roles that may use this account, separated by ';'. Empty: every role with " +
-                                 "the capability defenderipstats_use."));
+                                 "the capability defenderipstats_use. With roles set, what the account learns " +
+                                 "is readable by these roles (and admins) only: its cached answers are kept " +
+                                 "apart, and the published lookup defenderipstats carries none of them."));
         var save = el("button", {type: "submit", id: "dips-save", "class": "btn btn-primary", text: "Save"});
         var test = el("button", {type: "button", id: "dips-form-test", "class": "btn", text: "Test connection"});
         test.onclick = function () {

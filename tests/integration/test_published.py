@@ -10,7 +10,7 @@ import os
 import time
 
 import pytest
-from spl import Pipeline, commands, pipeline
+from spl import app_pipeline, commands, pipeline
 
 from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, RATE_LIMITED, IpStats
 from defender_ipstats.core.settings import Settings
@@ -31,12 +31,7 @@ def conf(name):
 
 
 def make_pipeline(service, clock=time.time):
-    transforms = conf("transforms")
-    lookups = {name: (stanza["collection"], [f.strip() for f in stanza["fields_list"].split(",")])
-               for name, stanza in transforms.items() if stanza.get("external_type") == "kvstore"}
-    types = {name: {k[len("field."):]: v for k, v in stanza.items() if k.startswith("field.")}
-             for name, stanza in conf("collections").items()}
-    return Pipeline(service, APP, lookups, types, clock=clock, lookup_settings=transforms)
+    return app_pipeline(service, APP, conf("transforms"), conf("collections"), clock=clock)
 
 
 def settings(account="acme", hours=720):

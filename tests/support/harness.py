@@ -144,7 +144,8 @@ class AppHarness:
 
         secrets = [defender_module.DEFAULT_SECRET] + list(self.defender.issued_tokens)
         haystacks = [("kvstore", repr(self.splunkd.kv_documents(c, app=APP)))
-                     for c in ("defenderipstats_cache",)]
+                     for c in ("defenderipstats_cache", "defenderipstats_cache_restricted",
+                               "defenderipstats_published")]
         for run in runs:
             haystacks += [("results", repr(run.records)), ("messages", repr(run.messages)),
                           ("metrics", repr(run.metrics)), ("stderr", run.stderr)]

@@ -625,3 +625,14 @@ class Pipeline:
 def _sort_key(value):
     number = _number(value)
     return (0, number, "") if number is not None else (1, 0, _text(value))
+
+
+def app_pipeline(service, app: str, transforms: Dict[str, Dict[str, str]],
+                 collections: Dict[str, Dict[str, str]], clock: Callable[[], float] = time.time) -> "Pipeline":
+    """A Pipeline with an app's KV store lookups (its transforms.conf) and field types (collections.conf),
+    both as parsed .conf stanzas."""
+    lookups = {name: (stanza["collection"], [f.strip() for f in stanza["fields_list"].split(",")])
+               for name, stanza in transforms.items() if stanza.get("external_type") == "kvstore"}
+    types = {name: {k[len("field."):]: v for k, v in stanza.items() if k.startswith("field.")}
+             for name, stanza in collections.items()}
+    return Pipeline(service, app, lookups, types, clock=clock, lookup_settings=transforms)

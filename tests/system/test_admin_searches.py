@@ -20,8 +20,9 @@ from standins import dataset
 from standins.splunkd import parse_conf_file
 from users import ANALYST, ANALYST_PW, PLAIN, PLAIN_PW, add_analyst_and_plain_user
 
-WRITING = ("Defender IP stats - Purge expired cache entries", "Defender IP stats - Rebuild the published lookup",
-           "Defender IP stats - Cache warmer")
+WRITING = ("Defender IP stats - Purge expired cache entries",
+           "Defender IP stats - Purge expired restricted cache entries",
+           "Defender IP stats - Rebuild the published lookup", "Defender IP stats - Cache warmer")
 EXAMPLE = "Defender IP stats - Rare destination (prevalence 3 or less)"
 
 

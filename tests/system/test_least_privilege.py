@@ -160,11 +160,12 @@ def test_allowed_roles_limit_who_may_use_an_account(analyst_app):
     app.configure_account("restricted", allowed_roles="soc_tier2")
     ips = dataset.ips(2, status="found", seed=74)
     run = app.search(["field=src_ip", "account=restricted", "backend=ipstats"], [events(ips)], username=ANALYST)
-    assert len(run.errors) == 1 and "may not use the Defender account 'restricted'" in run.errors[0], run.errors
+    assert len(run.errors) == 1 and "Unknown account 'restricted' (or one you may not use" in run.errors[0], \
+        run.errors
     assert ACCOUNT not in run.errors[0]  # nor is the analyst told which other accounts exist
     status, body = _rest(app, ANALYST, ANALYST_PW, "POST", _ns("defenderipstats/lookup"), account="restricted",
                          ips=",".join(ips))
-    assert status == 403 and json.loads(body)["kind"] == "forbidden"
+    assert status == 400 and json.loads(body)["kind"] == "configuration"
     assert app.defender.token_calls() == 0 and app.defender.api_calls() == 0
     _search(app, "tier2", seed=74, args=["account=restricted"])
     assert app.defender.api_calls() == 2
@@ -174,7 +175,8 @@ def test_allowed_roles_limit_who_may_use_an_account(analyst_app):
 def test_errors_list_other_accounts_to_admins_only(analyst_app):
     app = analyst_app
     run = app.search(["field=src_ip", "account=nosuch"], [events(["10.0.0.1"])], username=ANALYST)
-    assert run.errors == ["defenderipstats: Unknown account 'nosuch'."]
+    assert run.errors == ["defenderipstats: Unknown account 'nosuch' (or one you may not use: an admin can limit "
+                          "an account to certain roles)."]
     run = app.search(["field=src_ip", "account=nosuch"], [events(["10.0.0.1"])], username="admin")
     assert run.errors == ["defenderipstats: Unknown account 'nosuch'. Configured accounts: %s." % ACCOUNT]
 

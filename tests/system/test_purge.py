@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from spl import Pipeline, commands, pipeline
+from spl import app_pipeline, commands, expand_macros, pipeline
 
 from defender_ipstats.splunk.kvcache import KVStoreCache, cache_key
 from harness import APP, APP_ROOT, events
@@ -25,32 +25,22 @@ from standins import dataset
 from standins.splunkd import parse_conf_file
 
 PURGE = "Defender IP stats - Purge expired cache entries"
+PURGE_RESTRICTED = "Defender IP stats - Purge expired restricted cache entries"
 COLLECTION = "defenderipstats_cache"
+RESTRICTED = "defenderipstats_cache_restricted"
 
 
 def conf(name):
     return parse_conf_file(os.path.join(APP_ROOT, "default", name + ".conf"))
 
 
-def purge_search() -> str:
-    return conf("savedsearches")[PURGE]["search"]
-
-
-def lookups():
-    out = {}
-    for name, stanza in conf("transforms").items():
-        if stanza.get("external_type") == "kvstore":
-            out[name] = (stanza["collection"], [f.strip() for f in stanza["fields_list"].split(",")])
-    return out
-
-
-def collection_types():
-    return {name: {key[len("field."):]: value for key, value in stanza.items() if key.startswith("field.")}
-            for name, stanza in conf("collections").items()}
+def purge_search(name: str = PURGE) -> str:
+    """The saved search's SPL with its macros expanded, as splunkd runs it."""
+    return expand_macros(conf("savedsearches")[name]["search"], conf("macros"))
 
 
 def make_pipeline(service, clock):
-    return Pipeline(service, APP, lookups(), collection_types(), clock=clock)
+    return app_pipeline(service, APP, conf("transforms"), conf("collections"), clock=clock)
 
 
 def reader(cache_ttl, not_seen_ttl):
@@ -62,16 +52,17 @@ def command_would_use(document, now, cache_ttl, not_seen_ttl) -> bool:
 
 
 # -- the saved search itself -------------------------------------------------------------
-def test_purge_is_an_enabled_scheduled_search_over_the_cache():
-    stanza = conf("savedsearches")[PURGE]
+@pytest.mark.parametrize("name, collection", [(PURGE, COLLECTION), (PURGE_RESTRICTED, RESTRICTED)])
+def test_purge_is_an_enabled_scheduled_search_over_the_cache(name, collection):
+    stanza = conf("savedsearches")[name]
     assert stanza.get("disabled", "0") in ("0", "false")
     assert stanza["enableSched"] in ("1", "true")
     minute, hour, *rest = stanza["cron_schedule"].split()
     assert len(rest) == 3 and minute.isdigit()  # not every minute: a fixed minute of some hours
-    names = [name for name, _ in commands(purge_search())]
-    top = pipeline(purge_search())
-    assert top[0].split() == ["inputlookup", COLLECTION]
-    assert top[-1].split()[0] == "outputlookup" and top[-1].split()[-1] == COLLECTION
+    names = [name for name, _ in commands(purge_search(name))]
+    top = pipeline(purge_search(name))
+    assert top[0].split() == ["inputlookup", collection]
+    assert top[-1].split()[0] == "outputlookup" and top[-1].split()[-1] == collection
     assert "defenderipstats" not in names  # maintenance only: no API call
 
 
@@ -83,7 +74,7 @@ def test_the_lookup_shows_every_field_the_command_writes():
     document = reader(60, 60)._to_document(IpStats(ip="192.0.2.1", status=FOUND, prevalence=1,
                                                     first_seen="x", last_seen="y", source=SOURCE_API,
                                                     fetched_at=1.0))
-    _collection, fields = lookups()[COLLECTION]
+    fields = [f.strip() for f in conf("transforms")[COLLECTION]["fields_list"].split(",")]
     assert set(document) <= set(fields)
 
 
@@ -146,14 +137,20 @@ def test_purge_removes_expired_entries_and_the_command_still_uses_the_rest(app):
     assert app.defender.api_calls() == 2
 
 
-def test_purge_of_only_expired_entries_empties_the_collection(app):
+@pytest.mark.parametrize("name, collection", [(PURGE, COLLECTION), (PURGE_RESTRICTED, RESTRICTED)])
+def test_purge_of_only_expired_entries_empties_the_collection(app, name, collection):
     now = time.time()
-    app.splunkd.kv_insert(COLLECTION, [
+    fresh = {"_key": "fresh", "ip": "10.0.0.9", "account": "default", "lookback_hours": 720, "status": "found",
+             "prevalence": 2, "fetched_at": now}
+    other = RESTRICTED if collection == COLLECTION else COLLECTION
+    app.splunkd.kv_insert(other, [dict(fresh, fetched_at=now - 90000)], app=APP)
+    app.splunkd.kv_insert(collection, [
         {"_key": cache_key("default", 720, "ipstats", "10.0.0.%d" % i), "ip": "10.0.0.%d" % i, "account": "default",
          "lookback_hours": 720, "status": "found", "prevalence": 2, "fetched_at": now - 90000}
-        for i in range(1, 4)], app=APP)
-    make_pipeline(app.admin, clock=lambda: now).run(purge_search())
-    assert app.cache_documents() == []
+        for i in range(1, 4)] + [fresh], app=APP)
+    make_pipeline(app.admin, clock=lambda: now).run(purge_search(name))
+    assert [d["_key"] for d in app.splunkd.kv_documents(collection, app=APP)] == ["fresh"]
+    assert len(app.splunkd.kv_documents(other, app=APP)) == 1  # each search purges its own collection
 
 
 def test_purge_removes_nothing_when_the_settings_cannot_be_read(app):

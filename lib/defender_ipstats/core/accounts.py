@@ -83,6 +83,22 @@ def _without_credentials(value: str) -> str:
     return value.split("@", 1)[1] if "@" in value else value
 
 
+class NotAllowed(ConfigurationError):
+    """The caller may not use this account (``allowed_roles``); told as such to admins only."""
+
+
+def allows(allowed_roles, roles) -> bool:
+    """May a caller holding ``roles`` use an account with these ``allowed_roles`` (empty: every role)?"""
+    return not allowed_roles or bool(set(allowed_roles) & set(roles))
+
+
+def not_yours(name: str) -> str:
+    """What a caller who may not list the accounts hears for an account that does not exist and for one
+    that is not theirs alike, so that the answer does not tell which tenants are configured."""
+    return ("Unknown account '%s' (or one you may not use: an admin can limit an account to certain roles)."
+            % name)
+
+
 @dataclass(frozen=True)
 class Account:
     name: str
@@ -158,7 +174,12 @@ class Account:
 
     def allows(self, roles) -> bool:
         """May a caller holding ``roles`` use this account (``allowed_roles``)?"""
-        return not self.allowed_roles or bool(set(self.allowed_roles) & set(roles))
+        return allows(self.allowed_roles, roles)
+
+    @property
+    def restricted(self) -> bool:
+        """Only some roles may use it: what is learnt through it is kept from the others too."""
+        return bool(self.allowed_roles)
 
     @property
     def endpoints(self):
@@ -211,11 +232,13 @@ class AccountDirectory:
     def names(self):
         return sorted(self.stanzas)
 
-    def resolve(self, requested: str, default_account: str = "", list_names: bool = False) -> Account:
+    def resolve(self, requested: str, default_account: str = "", list_names: bool = False, roles=None) -> Account:
         """The Account a search asks for (``requested``, else ``default_account``, else the only one).
 
         ``list_names``: whether the error may list the configured accounts (admins only: an analyst
-        is not told which other tenants exist).
+        is not told which other tenants exist). ``roles``: the caller's roles, when the caller must be
+        allowed to use the account (``allowed_roles``); to a caller who may not list the accounts, an
+        account that exists but is not theirs and one that does not exist give the same error.
         """
         name = (requested or default_account or "").strip()
         known = self.names()
@@ -234,8 +257,17 @@ class AccountDirectory:
             name = known[0]
         check_account_name(name, "account")
         stanza = self.stanzas.get(name)
+        allowed = stanza is not None and (roles is None or allows(parse_roles(stanza.get("allowed_roles")), roles))
+        if not allowed and not list_names:
+            if not (requested or "").strip():  # the default account: its name is not the caller's to learn
+                raise ConfigurationError("The default Defender account is not one you may use: name an account "
+                                         "with account=<name> (an admin can tell you which).")
+            raise ConfigurationError(not_yours(name))
         if stanza is None:
             raise ConfigurationError("Unknown account '%s'.%s" % (name, listing))
+        if not allowed:
+            raise NotAllowed("You may not use the Defender account '%s': an admin limited it to certain roles "
+                             "(allowed_roles)." % name)
         if name in self.shadowed:
             raise ConfigurationError(
                 "Account '%s' cannot be used: the app '%s' shares a stanza of the same name globally, and "

@@ -81,7 +81,8 @@ class DefenderIpStatsCommand(LeanExecution, StreamingCommand):
                 watcher = JobWatcher(rest.connect(info.splunkd_uri, info.session_key, timeout=POLL_TIMEOUT),
                                      sid, logger=logger)
                 self._enrichment = Enrichment(options, settings, client, kv_service, logger, sid=sid,
-                                              should_stop=watcher.should_stop)
+                                              should_stop=watcher.should_stop,
+                                              restricted=bool(described.get("restricted")))
             except DefenderIpStatsError as error:
                 self._refuse(logger, sid, error)
             except Exception as error:  # never a traceback in the search

@@ -18,9 +18,12 @@ from .service_client import ServiceLookups
 
 
 class Enrichment:
-    def __init__(self, options, settings, client, kv_service, logger, sid: str = "", should_stop=None):
+    def __init__(self, options, settings, client, kv_service, logger, sid: str = "", should_stop=None,
+                 restricted: bool = False):
         """``client``: a ServiceClient (the privileged service, with the user's session); ``kv_service``:
-        a splunklib Service for reading the cache (a short timeout: a slow KV store costs a warning)."""
+        a splunklib Service for reading the cache (a short timeout: a slow KV store costs a warning).
+        ``restricted``: the account has allowed_roles, so its cached answers are the service's to read and
+        hand out: every IP goes to the service, which answers the warm ones from that cache."""
         self.options = options
         self.settings = settings
         self.logger = logger
@@ -31,7 +34,7 @@ class Enrichment:
         self.events = 0
         self.ip_status = {}  # distinct IP -> its latest status in this search
         cache = None
-        if options.cache == "use":
+        if options.cache == "use" and not restricted:
             cache = SafeCache(KVStoreCache(kv_service, options.account, options.lookback_hours, settings.cache_ttl,
                                            settings.not_seen_ttl, backend=options.backend), self.warn, logger)
         self.cache = cache

@@ -20,6 +20,7 @@ from ..core.settings import Settings
 from ..splunk.conf import ACCOUNTS_CONF, SETTINGS_CONF
 from ..splunk.passwords import CREDENTIAL_REALM, PROXY_REALM
 from .profile import ConnectionProfile, msal_credential, resolve_profile, resolve_proxy, session
+from .restricted import keep_apart
 from .tokens import STORE, TOKEN_REALM, AccountTokens, TokenStore, entry_name
 
 ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "scope", "graph_url", "auth",
@@ -112,7 +113,10 @@ def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
     elif proxy_user and proxy_password:
         config.store_password(PROXY_REALM, name, "%s:%s" % (proxy_user, proxy_password))
     forget_tokens(config, name)
-    return next(a for a in list_accounts(config)["accounts"] if a["name"] == name)
+    answer = next(a for a in list_accounts(config)["accounts"] if a["name"] == name)
+    if account.restricted:
+        answer["kept_apart"] = keep_apart(config.service, name)
+    return answer
 
 
 def forget_tokens(config, name: str) -> None:

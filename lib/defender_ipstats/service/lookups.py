@@ -19,14 +19,16 @@ import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
+from ..core.accounts import NotAllowed
 from ..core.errors import ConfigurationError, DefenderIpStatsError
 from ..core.lookup import Resolver, normalise_ip
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
 from ..splunk import published
-from ..splunk.kvcache import KVStoreCache, SafeCache, describe_failure
+from ..splunk.kvcache import KVStoreCache, SafeCache, collection_for, describe_failure
 from ..splunk.rest import KVSTORE_TIMEOUT
 from .context import RequestContext
+from .restricted import ensure_apart
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
 CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's timeout says
@@ -100,10 +102,11 @@ def account_for(ctx: RequestContext, requested: str):
     config = ctx.config
     settings = config.settings()
     directory = config.account_directory(ctx.logger)
-    account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin)
-    if not account.allows(ctx.caller.roles):
-        raise Forbidden("You (user %s) may not use the Defender account '%s': an admin limited it to certain roles "
-                        "(allowed_roles)." % (ctx.caller.user, account.name))
+    try:
+        account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin,
+                                    roles=ctx.caller.roles)
+    except NotAllowed as error:
+        raise Forbidden(str(error))
     try:
         default = account.name if not requested.strip() else directory.resolve("", settings.default_account).name
     except DefenderIpStatsError:
@@ -112,18 +115,20 @@ def account_for(ctx: RequestContext, requested: str):
 
 
 def describe(ctx: RequestContext) -> dict:
+    """The account and the settings; ``restricted``: only the service may read the account's cached
+    answers (its ``allowed_roles``), so the search sends every IP here instead of reading the cache."""
     settings, account = account_for(ctx, ctx.params.get("account", ""))
-    return {"account": account.name, "settings": settings_answer(settings)}
+    return {"account": account.name, "settings": settings_answer(settings), "restricted": int(account.restricted)}
 
 
 class PublishingCache:
     """The cache, and next to every write the published lookup (``defenderipstats``) when the answers
     are the default account's for the default look-back. Publishing never fails a lookup."""
 
-    def __init__(self, cache, service, account: str, lookback_hours: int, settings, logger):
+    def __init__(self, cache, service, account, lookback_hours: int, settings, logger):
         self.cache = cache
         self.service = service
-        self.account = account
+        self.account = account  # an Account: the answers of a restricted one are never published
         self.lookback_hours = lookback_hours
         self.settings = settings
         self.logger = logger
@@ -138,8 +143,10 @@ class PublishingCache:
     def put_many(self, results):
         results = list(results)
         self.cache.put_many(results)
+        if self.account.restricted:
+            return
         try:
-            published.publish(self.service, results, self.account, self.lookback_hours, self.settings)
+            published.publish(self.service, results, self.account.name, self.lookback_hours, self.settings)
         except Exception as error:  # the lookup still answers; the hourly rebuild catches up
             self.logger.warning("could not publish %d answers to the lookup defenderipstats: %s", len(results),
                                 describe_failure(error))
@@ -183,10 +190,12 @@ class LookupJob:
         cache = None
         if params.cache != "off":
             kv_service = self.ctx.system_service(timeout=KVSTORE_TIMEOUT)
+            ensure_apart(kv_service, self.account, logger)
             cache = PublishingCache(
                 SafeCache(KVStoreCache(kv_service, self.account.name, params.lookback_hours, self.settings.cache_ttl,
-                                       self.settings.not_seen_ttl, backend=params.backend), self.messages.warn, logger),
-                kv_service, self.account.name, params.lookback_hours, self.settings, logger)
+                                       self.settings.not_seen_ttl, backend=params.backend,
+                                       collection=collection_for(self.account)), self.messages.warn, logger),
+                kv_service, self.account, params.lookback_hours, self.settings, logger)
         answers = Resolver(cache, self, params.cache).resolve(list(params.ips)) if params.ips else {}
         results, pending = {}, []
         for ip, stats in answers.items():

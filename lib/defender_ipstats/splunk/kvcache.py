@@ -22,6 +22,9 @@ from .. import APP_NAME
 from ..core.model import BASES_OF_BACKEND, FOUND, NOT_SEEN, SOURCE_CACHE, IpStats
 
 COLLECTION = "defenderipstats_cache"
+# Answers learnt through an account with allowed_roles: readable by the admin roles and the privileged
+# service only (metadata/default.meta), which hands them to the account's allowed callers.
+RESTRICTED_COLLECTION = "defenderipstats_cache_restricted"
 PAGE_KEYS = 1000
 BATCH_SAVE = 1000
 GET_PAGE_KEYS = 100  # keys per GET when batch_find is refused: the query stays a few kB in the URL
@@ -42,6 +45,19 @@ def stats_document(stats: IpStats, account: str, lookback_hours: int, now: float
         "basis": stats.basis,
         "fetched_at": stats.fetched_at if stats.fetched_at is not None else now,
     }
+
+
+def collection_for(account) -> str:
+    """Where an account's answers are kept: apart from the searchers' collection when only some roles
+    may use the account (an ``Account`` from ``core.accounts``)."""
+    return RESTRICTED_COLLECTION if account.restricted else COLLECTION
+
+
+def forget_account(service, account: str, collection: str = COLLECTION) -> None:
+    """Deletes every answer of ``account`` from ``collection`` (one KV store request): what an account
+    learnt before an admin limited it to certain roles must not stay where every searcher reads."""
+    service.delete("storage/collections/data/%s" % collection, owner="nobody", app=APP_NAME,
+                   query=json.dumps({"account": account}))
 
 
 def cache_key(account: str, lookback_hours: int, basis: str, ip: str) -> str:
