@@ -106,12 +106,58 @@ def test_lookback_hours_reaches_the_api_and_keys_the_cache(app):
 def test_cache_modes(app, mode, calls_second, cached):
     ip = dataset.ips(1, status="found", seed=5)[0]
     if mode == "refresh":
+        app.settings(refresh_min_age="0")  # every cached answer counts as old (see the test below)
         app.search(["field=src_ip"], [events([ip])])
         app.defender.reset_counters()
     run = app.search(["field=src_ip", "cache=%s" % mode], [events([ip])])
     assert run.records[0]["defender_source"] == "api"
     assert app.defender.api_calls() == calls_second
     assert len(app.cache_documents()) == cached
+
+
+def test_refresh_reuses_answers_younger_than_refresh_min_age(app):
+    ips = dataset.ips(3, status="found", seed=18)
+    first = app.search(["field=src_ip", "cache=refresh"], [events(ips)])
+    assert app.defender.api_calls() == 3
+    app.defender.reset_counters()
+    again = app.search(["field=src_ip", "cache=refresh"], [events(ips)])  # within the default 300 s
+    assert app.defender.api_calls() == 0
+    assert again.errors == []
+    assert [r["defender_source"] for r in again.records] == ["cache"] * 3
+    assert [{n: r[n] for n in NAMES if n != "defender_source"} for r in again.records] == \
+           [{n: r[n] for n in NAMES if n != "defender_source"} for r in first.records]
+    import time
+
+    fetched = {d["ip"]: float(d["fetched_at"]) for d in app.cache_documents()}
+    app.settings(refresh_min_age="1")
+    time.sleep(1.2)
+    app.defender.reset_counters()
+    later = app.search(["field=src_ip", "cache=refresh"], [events(ips)])
+    assert app.defender.api_calls() == 3  # older than refresh_min_age now: fetched again
+    assert [r["defender_source"] for r in later.records] == ["api"] * 3
+    assert all(float(d["fetched_at"]) > fetched[d["ip"]] for d in app.cache_documents())  # and written
+
+
+@pytest.mark.parametrize("mode, refresh_min_age", [("off", None), ("refresh", "0"), ("refresh", None),
+                                                   ("use", None)])
+def test_one_lookup_per_ip_per_search_however_the_chunks_carry_it(app, mode, refresh_min_age):
+    """110 distinct IPs over 4 chunks cost 110 calls in every cache mode: a later chunk reuses what the
+    search has (with refresh_min_age=0 nothing in the cache counts as young, only the search's memory)."""
+    ips = dataset.ips(110, seed=17)
+    settings = dict(rate_per_minute="100000", rate_per_hour="1000000")
+    if refresh_min_age is not None:
+        settings["refresh_min_age"] = refresh_min_age
+    app.settings(**settings)
+    app.defender.set_limits(rate_per_minute=100000, rate_per_hour=1000000)
+    chunks = [ips[:50], ips[30:80] + ips[:10], ips[60:], ips[::-1]]
+    sent = [events(chunk) for chunk in chunks]
+    run = app.search(["field=src_ip", "backend=ipstats", "cache=%s" % mode], sent + [events([])])
+    assert run.returncode == 0 and run.errors == []
+    assert app.defender.api_calls() == 110
+    assert_passthrough([e for chunk in sent for e in chunk], run.records)
+    for record in run.records:  # the same answer in every chunk, as first fetched
+        assert {n: record[n] for n in NAMES} == expected_fields(record["src_ip"])
+    assert len(app.cache_documents()) == (0 if mode == "off" else 110)
 
 
 def test_stale_cache_entries_are_fetched_again(app):
