@@ -107,7 +107,7 @@ def _why_bad(doc: dict) -> str:
     ip, hours = doc.get("ip"), doc.get("lookback_hours")
     if doc.get("status") not in ("found", "not_seen"):
         return "%s cached with status %r" % (ip, doc.get("status"))
-    if _canonical(ip) != ip or doc.get("_key") != "%s|%s|%s" % (doc.get("account"), hours, ip):
+    if _canonical(ip) != ip or doc.get("_key") != "%s|%s|%s|%s" % (doc.get("account"), hours, doc.get("basis"), ip):
         return "%r: key or IP not canonical" % doc.get("_key")
     truth = dataset.ip_stats(ip, int(hours))
     expected = ("found" if truth["organizationPrevalence"] else "not_seen", truth["organizationPrevalence"],
