@@ -303,6 +303,23 @@ def test_own_budget_is_respected_without_a_429(app):
     assert app.defender.api_calls(status=429) == 0
 
 
+def test_a_later_chunk_asks_again_for_rate_limited_ips_only(app):
+    """Budget may return while a search runs: its rate_limited IPs are asked again by a later chunk (here
+    the budget is still out, so they stay rate_limited at no API call); the answered ones never are."""
+    app.settings(rate_per_minute="3")
+    ips = dataset.ips(5, seed=20)
+    app.splunkd.reset_requests()
+    run = app.search(["field=src_ip", "maxwait=0", "backend=ipstats"], [events(ips), events(ips[::-1])])
+    first, second = run.records[:5], {r["src_ip"]: r for r in run.records[5:]}
+    limited = [r["src_ip"] for r in first if r["defender_status"] == "rate_limited"]
+    assert len(limited) == 2 and app.defender.api_calls() == 3
+    for record in first:
+        assert {n: second[record["src_ip"]][n] for n in NAMES} == {n: record[n] for n in NAMES}
+    posts = [r.params.get("ips") for r in app.splunkd.requests
+             if r.method == "POST" and r.path.endswith("defenderipstats/lookup")]
+    assert posts == [",".join(ips), ",".join(ip for ip in ips[::-1] if ip in limited)]
+
+
 def test_kv_store_failure_costs_one_warning_not_the_search(app):
     app.splunkd.inject_fault(r"storage/collections/data", status=500)
     ips = dataset.ips(3, status="found", seed=15)
