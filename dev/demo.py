@@ -12,7 +12,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests", "support"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
 
-from harness import AppHarness, events  # noqa: E402
+from harness import ACCOUNT, AppHarness, events  # noqa: E402
 from standins import dataset  # noqa: E402
 from standins.defender import DefenderStandin  # noqa: E402
 from standins.splunkd import SplunkdStandin  # noqa: E402
@@ -53,12 +53,12 @@ def main():
         print("splunkd stand-in:           %s" % splunkd.base_url)
         print("Defender + Entra stand-in:  %s (TLS, throwaway CA)" % defender.base_url)
         app = AppHarness(splunkd, defender, workdir)
-        print("\nConfiguring account 'default' through REST, as an admin would:")
-        print("  POST configs/conf-defenderipstats_accounts  name=default tenant_id=... client_id=... "
-              "api_url=... authority=... ca_bundle=...")
-        print("  POST storage/passwords                      name=default realm=TA-defender-ipstats "
-              "password=********")
-        app.configure_account()
+        print("\nConfiguring account '%s' through REST, as an admin would:" % ACCOUNT)
+        print("  POST configs/conf-defenderipstats_accounts  name=%s tenant_id=... client_id=... "
+              "api_url=... authority=... ca_bundle=..." % ACCOUNT)
+        print("  POST storage/passwords                      name=%s realm=TA-defender-ipstats "
+              "password=********" % ACCOUNT)
+        app.configure_account(ACCOUNT)
 
         sample = events(sample_values())
         first = app.search(["field=src_ip"], [sample])

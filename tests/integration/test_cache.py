@@ -61,6 +61,21 @@ def test_freshness_is_checked_on_read(service):
     assert cache.stale == 2
 
 
+def test_max_age_caps_every_answer_s_freshness(service):
+    """cache=refresh's reader: an answer older than max_age is not fresh, whatever its TTL; within both
+    it is (max_age caps the TTL, never stretches it)."""
+    now = time.time()
+    KVStoreCache(service, "default", 720, 3600, 60).put_many([
+        stats("10.0.1.1", fetched_at=now - 30), stats("10.0.1.2", fetched_at=now - 400),
+        stats("10.0.1.3", NOT_SEEN, fetched_at=now - 30), stats("10.0.1.4", NOT_SEEN, fetched_at=now - 100)])
+    ips = ["10.0.1.%d" % i for i in range(1, 5)]
+    assert sorted(KVStoreCache(service, "default", 720, 3600, 60).get_many(ips)) == ["10.0.1.1", "10.0.1.2",
+                                                                                   "10.0.1.3"]
+    refresh = KVStoreCache(service, "default", 720, 3600, 60, max_age=300)
+    assert sorted(refresh.get_many(ips)) == ["10.0.1.1", "10.0.1.3"]
+    assert KVStoreCache(service, "default", 720, 3600, 60, max_age=0).get_many(ips) == {}
+
+
 def test_errors_are_never_written(splunkd, service):
     cache = KVStoreCache(service, "default", 720, 3600, 60)
     cache.put_many([IpStats(ip="10.0.0.1", status=ERROR, error="x"), stats("10.0.0.2")])

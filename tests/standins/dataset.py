@@ -67,13 +67,15 @@ def canonical(ip: str) -> str:
 
     Surrounding whitespace and an IPv6 zone id (``%eth0``) are dropped, IPv4-mapped
     IPv6 (``::ffff:1.2.3.4``) becomes the IPv4 address, IPv6 is compressed and
-    lower case.
+    lower case. An empty zone id (``fe80::1%``) is no IP.
     """
     if not isinstance(ip, str):
         raise ValueError("not an IP address: %r" % (ip,))
     text = ip.strip()
     if "%" in text and ":" in text:  # IPv6 zone id; never valid on IPv4
-        text = text.split("%", 1)[0]
+        text, _, zone = text.partition("%")
+        if not zone:
+            raise ValueError("an empty zone id: %r" % (ip,))
     addr = ipaddress.ip_address(text)  # raises ValueError
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped

@@ -564,7 +564,7 @@ def test_canonical():
     assert dataset.canonical("::ffff:10.1.2.3") == "10.1.2.3"
     assert dataset.canonical(" 2001:DB8:0:0::1 ") == "2001:db8::1"
     assert dataset.canonical("fe80::1%eth0") == "fe80::1"
-    for bad in ("", "1.2.3", "10.1.2.3%eth0", "x", "2001:db8::1::2"):
+    for bad in ("", "1.2.3", "10.1.2.3%eth0", "x", "2001:db8::1::2", "fe80::1%"):
         with pytest.raises(ValueError):
             dataset.canonical(bad)
     assert dataset.ip_stats("::ffff:98.120.161.84") == dataset.ip_stats("98.120.161.84")

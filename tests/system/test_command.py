@@ -24,7 +24,7 @@ def test_enriches_every_event_then_serves_the_cache(app):
     unseen = dataset.ips(3, status="not_seen", seed=1)
     v6 = dataset.ips(2, status="found", seed=1, family=6)
     values = (found + unseen + v6 + [found[0], "::ffff:" + found[1], "not-an-ip", "", None,
-                                      v6[0].upper(), "fe80::1%eth0"])
+                                      v6[0].upper(), "fe80::1%eth0", "fe80::1%"])
     sent = events(values)
     run = app.search(["field=src_ip"], [sent])
     assert run.returncode == 0, run.stderr
@@ -37,7 +37,7 @@ def test_enriches_every_event_then_serves_the_cache(app):
     for record, value in zip(run.records, values):
         if value in ("", None):
             assert all(record[name] == "" for name in NAMES)
-        elif value == "not-an-ip":
+        elif value in ("not-an-ip", "fe80::1%"):  # an empty zone id is no zone id: no API call
             assert record["defender_status"] == "invalid" and record["defender_ip"] == ""
         else:
             assert {n: record[n] for n in NAMES} == expected_fields(value)
@@ -106,12 +106,58 @@ def test_lookback_hours_reaches_the_api_and_keys_the_cache(app):
 def test_cache_modes(app, mode, calls_second, cached):
     ip = dataset.ips(1, status="found", seed=5)[0]
     if mode == "refresh":
+        app.settings(refresh_min_age="0")  # every cached answer counts as old (see the test below)
         app.search(["field=src_ip"], [events([ip])])
         app.defender.reset_counters()
     run = app.search(["field=src_ip", "cache=%s" % mode], [events([ip])])
     assert run.records[0]["defender_source"] == "api"
     assert app.defender.api_calls() == calls_second
     assert len(app.cache_documents()) == cached
+
+
+def test_refresh_reuses_answers_younger_than_refresh_min_age(app):
+    ips = dataset.ips(3, status="found", seed=18)
+    first = app.search(["field=src_ip", "cache=refresh"], [events(ips)])
+    assert app.defender.api_calls() == 3
+    app.defender.reset_counters()
+    again = app.search(["field=src_ip", "cache=refresh"], [events(ips)])  # within the default 300 s
+    assert app.defender.api_calls() == 0
+    assert again.errors == []
+    assert [r["defender_source"] for r in again.records] == ["cache"] * 3
+    assert [{n: r[n] for n in NAMES if n != "defender_source"} for r in again.records] == \
+           [{n: r[n] for n in NAMES if n != "defender_source"} for r in first.records]
+    import time
+
+    fetched = {d["ip"]: float(d["fetched_at"]) for d in app.cache_documents()}
+    app.settings(refresh_min_age="1")
+    time.sleep(1.2)
+    app.defender.reset_counters()
+    later = app.search(["field=src_ip", "cache=refresh"], [events(ips)])
+    assert app.defender.api_calls() == 3  # older than refresh_min_age now: fetched again
+    assert [r["defender_source"] for r in later.records] == ["api"] * 3
+    assert all(float(d["fetched_at"]) > fetched[d["ip"]] for d in app.cache_documents())  # and written
+
+
+@pytest.mark.parametrize("mode, refresh_min_age", [("off", None), ("refresh", "0"), ("refresh", None),
+                                                   ("use", None)])
+def test_one_lookup_per_ip_per_search_however_the_chunks_carry_it(app, mode, refresh_min_age):
+    """110 distinct IPs over 4 chunks cost 110 calls in every cache mode: a later chunk reuses what the
+    search has (with refresh_min_age=0 nothing in the cache counts as young, only the search's memory)."""
+    ips = dataset.ips(110, seed=17)
+    settings = dict(rate_per_minute="100000", rate_per_hour="1000000")
+    if refresh_min_age is not None:
+        settings["refresh_min_age"] = refresh_min_age
+    app.settings(**settings)
+    app.defender.set_limits(rate_per_minute=100000, rate_per_hour=1000000)
+    chunks = [ips[:50], ips[30:80] + ips[:10], ips[60:], ips[::-1]]
+    sent = [events(chunk) for chunk in chunks]
+    run = app.search(["field=src_ip", "backend=ipstats", "cache=%s" % mode], sent + [events([])])
+    assert run.returncode == 0 and run.errors == []
+    assert app.defender.api_calls() == 110
+    assert_passthrough([e for chunk in sent for e in chunk], run.records)
+    for record in run.records:  # the same answer in every chunk, as first fetched
+        assert {n: record[n] for n in NAMES} == expected_fields(record["src_ip"])
+    assert len(app.cache_documents()) == (0 if mode == "off" else 110)
 
 
 def test_stale_cache_entries_are_fetched_again(app):
@@ -255,6 +301,23 @@ def test_own_budget_is_respected_without_a_429(app):
     assert statuses.count("rate_limited") == 2
     assert app.defender.api_calls() == 3
     assert app.defender.api_calls(status=429) == 0
+
+
+def test_a_later_chunk_asks_again_for_rate_limited_ips_only(app):
+    """Budget may return while a search runs: its rate_limited IPs are asked again by a later chunk (here
+    the budget is still out, so they stay rate_limited at no API call); the answered ones never are."""
+    app.settings(rate_per_minute="3")
+    ips = dataset.ips(5, seed=20)
+    app.splunkd.reset_requests()
+    run = app.search(["field=src_ip", "maxwait=0", "backend=ipstats"], [events(ips), events(ips[::-1])])
+    first, second = run.records[:5], {r["src_ip"]: r for r in run.records[5:]}
+    limited = [r["src_ip"] for r in first if r["defender_status"] == "rate_limited"]
+    assert len(limited) == 2 and app.defender.api_calls() == 3
+    for record in first:
+        assert {n: second[record["src_ip"]][n] for n in NAMES} == {n: record[n] for n in NAMES}
+    posts = [r.params.get("ips") for r in app.splunkd.requests
+             if r.method == "POST" and r.path.endswith("defenderipstats/lookup")]
+    assert posts == [",".join(ips), ",".join(ip for ip in ips[::-1] if ip in limited)]
 
 
 def test_kv_store_failure_costs_one_warning_not_the_search(app):

@@ -218,6 +218,22 @@ def test_quota_answers_that_go_on_end_as_rate_limited(hunting_app):
     assert app.defender.hunting.calls() == 4 and app.cache_documents() == []
 
 
+@pytest.mark.parametrize("mode", ["off", "refresh"])
+def test_each_ip_is_in_one_hunting_query_per_search_however_the_chunks_carry_it(hunting_app, mode):
+    app = hunting_app
+    app.settings(refresh_min_age="0")  # nothing in the cache counts as young: only the search's memory helps
+    ips = dataset.ips(110, seed=19)
+    chunks = [ips[:50], ips[30:80] + ips[:10], ips[60:], ips[::-1]]
+    run = app.search(["field=src_ip", "backend=hunting", "cache=%s" % mode], [events(c) for c in chunks])
+    assert run.errors == [] and len(run.records) == sum(len(c) for c in chunks)
+    wanted = set(ips)
+    asked = [ip for request in app.defender.hunting.requests for ip in request.ips if ip in wanted]
+    assert sorted(asked) == sorted(ips)
+    assert app.defender.hunting.calls() == 3  # the last chunk brings no new IP: no query at all
+    for record in run.records:
+        assert_answers_the_table(record, record["src_ip"], 720)
+
+
 def test_hunting_requests_carry_only_canonical_ips(hunting_app):
     app = hunting_app
     values = ["010.1.1.1", "1.2.3.4\r\nX: y", '1.2.3.4")', "::FFFF:10.9.8.7", "2001:DB8:0:0::5", "fe80::1%eth0"]

@@ -28,6 +28,7 @@ def test_normalise_valid(value, expected):
     "", " ", "abc", "1.2.3", "1.2.3.4.5", "256.1.1.1", "010.1.1.1", "1.2.3.4/24", "../1.2.3.4",
     "1.2.3.4?x=1", "1.2.3.4#", "%2e%2e", "1.2.3.4\r\nHost: x", "１.２.３.４", "x" * 5000, "[::1]", None, 16909060,
     "1.2.3.4 5.6.7.8", "10.0.0.1%2e", "10.0.0.1%eth0", "10.0.0.1%2f..%2f",  # IPv4 has no zone id
+    "fe80::1%", " fe80::1% ", "::ffff:192.0.2.7%",  # an empty zone id is no zone id
 ])
 def test_normalise_invalid(value):
     assert normalise_ip(value) is None
@@ -56,6 +57,29 @@ def test_normalise_gives_only_canonical_ips_for_any_text():
             assert is_canonical_ip(canonical)
             assert str(ipaddress.ip_address(canonical)) == canonical
             assert not set(canonical) - set("0123456789abcdef.:")
+
+    check()
+
+
+def test_an_empty_zone_id_is_invalid_and_a_zone_id_is_dropped_for_any_ipv6():
+    """In-process property: any IPv6 with a non-empty zone id is looked up as the IPv6 alone; with a
+    bare "%" (the zone id empty, spaces around or not) it is no IP at all."""
+    import ipaddress
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    zone = st.text(st.characters(blacklist_characters="%", blacklist_categories=("Cs",)), min_size=1, max_size=20)
+    zone = zone.filter(lambda text: text.strip() == text)
+    spaces = st.sampled_from(["", " ", "\t"])
+
+    @settings(max_examples=300, derandomize=True, database=None, deadline=None)
+    @given(st.ip_addresses(v=6), zone, spaces)
+    def check(address, zone_id, space):
+        bare = normalise_ip(str(address))
+        assert bare is not None and ipaddress.ip_address(bare) is not None
+        assert normalise_ip(space + str(address) + "%" + space) is None
+        assert normalise_ip(space + str(address) + "%" + zone_id + space) == bare
 
     check()
 

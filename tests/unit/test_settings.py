@@ -87,3 +87,25 @@ def test_hunting_budget_settings():
     for key in ("hunting_rate_per_minute", "hunting_rate_per_hour"):
         with pytest.raises(ConfigurationError, match=r"\[settings\] %s" % key):
             Settings.from_conf({key: "0"})
+
+
+def test_refresh_min_age_setting():
+    assert Settings.from_conf({}).refresh_min_age == 300
+    assert Settings.from_conf({"refresh_min_age": "0"}).refresh_min_age == 0
+    assert Settings.from_conf({"refresh_min_age": "86400"}).refresh_min_age == 86400
+    for bad in ("-1", "86401", "soon"):
+        with pytest.raises(ConfigurationError, match=r"\[settings\] refresh_min_age must be a number of seconds "
+                                                     r"from 0 to 86400"):
+            Settings.from_conf({"refresh_min_age": bad})
+
+
+def test_shipped_settings_match_the_defaults():
+    """default/defenderipstats.conf ships every setting, with the value the code defaults to."""
+    import configparser
+    import os
+
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(os.path.join(os.path.dirname(__file__), "..", "..", "default", "defenderipstats.conf"))
+    shipped = dict(conf["settings"])
+    assert shipped["refresh_min_age"] == "300"
+    assert Settings.from_conf(shipped) == Settings()

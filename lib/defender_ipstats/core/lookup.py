@@ -28,14 +28,16 @@ def is_canonical_ip(text: str) -> bool:
 def normalise_ip(value) -> Optional[str]:
     """The canonical text of an IP, or None when ``value`` is not one.
 
-    IPv6 is compressed, an IPv4-mapped IPv6 becomes the IPv4 and a zone id is dropped.
-    Only this canonical text ever reaches a URL or a query.
+    IPv6 is compressed, an IPv4-mapped IPv6 becomes the IPv4 and a zone id is dropped; an empty
+    zone id ("fe80::1%") makes it no IP. Only this canonical text ever reaches a URL or a query.
     """
     if not isinstance(value, str) or not value or len(value) > MAX_IP_TEXT:
         return None
     text = value.strip()
     if "%" in text and ":" in text:  # an IPv6 zone id; IPv4 has none ("10.0.0.1%2e" is no IP)
-        text = text.split("%", 1)[0]
+        text, _, zone = text.partition("%")
+        if not zone:
+            return None
     if not text or not text.isascii():
         return None
     try:

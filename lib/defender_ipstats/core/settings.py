@@ -15,6 +15,8 @@ CACHE_MODES = ("use", "refresh", "off")
 BACKENDS = ("ipstats", "hunting", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_WAIT_LIMIT = 3600
+# Beyond a day, cache=refresh would be cache=use with the default cache_ttl.
+REFRESH_MIN_AGE_RANGE = (0, 86400)
 
 
 def parse_int(name: str, text, low: int, high: int, what: str = "a whole number", where: str = "") -> int:
@@ -52,6 +54,7 @@ class Settings:
     # hour is the older Defender for Endpoint API's figure, kept as a cautious hourly cap.
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
+    refresh_min_age: int = 300  # cache=refresh re-fetches only answers older than this (seconds)
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -84,6 +87,8 @@ class Settings:
             hunting_rate_per_hour=parse_int(
                 "hunting_rate_per_hour", get("hunting_rate_per_hour", defaults.hunting_rate_per_hour),
                 1, 1_000_000, where=where),
+            refresh_min_age=parse_int("refresh_min_age", get("refresh_min_age", defaults.refresh_min_age),
+                                      *REFRESH_MIN_AGE_RANGE, what="a number of seconds", where=where),
         )
 
 

@@ -14,6 +14,7 @@ from ..core.gate import WaitAllowance
 from ..core.lookup import ChunkEnricher, Resolver
 from ..core.model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
 from ..splunk.kvcache import KVStoreCache, SafeCache
+from .memo import SearchMemo
 from .service_client import ServiceLookups
 
 
@@ -42,7 +43,9 @@ class Enrichment:
         self.lookups = ServiceLookups(client, options.account, options, self.allowance, self.say,
                                       should_stop=should_stop, sid=sid, logger=logger)
         self.resolver = Resolver(cache, self.lookups, options.cache, store=False)
-        self.enricher = ChunkEnricher(options.field, options.prefix, self.resolver.resolve,
+        # what this search already has: a later chunk reuses it, whatever the cache mode (search.memo)
+        self.memo = SearchMemo(self.resolver.resolve)
+        self.enricher = ChunkEnricher(options.field, options.prefix, self.memo.resolve,
                                       on_error=self._chunk_failed)
 
     # -- messages ---------------------------------------------------------------------
@@ -121,6 +124,7 @@ class Enrichment:
             "events": self.events,
             "distinct_ips": len(self.ip_status),
             "cache_hits": (cache.hits if cache is not None else 0) + metrics["cache_hits"],
+            "reused": self.memo.reused,
             "api_calls": metrics["api_calls"],
             "retries": metrics["retries"],
             "throttled": metrics["throttled"],

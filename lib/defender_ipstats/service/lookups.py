@@ -187,16 +187,20 @@ class LookupJob:
 
     def run(self) -> dict:
         params, logger = self.params, self.ctx.logger
-        cache = None
+        cache, mode = None, params.cache
         if params.cache != "off":
+            # cache=refresh: answers younger than refresh_min_age are still used (another chunk or search of
+            # the same moment just fetched them); it is cache=use with that cap on every answer's age
+            max_age = self.settings.refresh_min_age if params.cache == "refresh" else None
+            mode = "use"
             kv_service = self.ctx.system_service(timeout=KVSTORE_TIMEOUT)
             ensure_apart(kv_service, self.account, logger)
             cache = PublishingCache(
                 SafeCache(KVStoreCache(kv_service, self.account.name, params.lookback_hours, self.settings.cache_ttl,
-                                       self.settings.not_seen_ttl, backend=params.backend,
+                                       self.settings.not_seen_ttl, backend=params.backend, max_age=max_age,
                                        collection=collection_for(self.account)), self.messages.warn, logger),
                 kv_service, self.account, params.lookback_hours, self.settings, logger)
-        answers = Resolver(cache, self, params.cache).resolve(list(params.ips)) if params.ips else {}
+        answers = Resolver(cache, self, mode).resolve(list(params.ips)) if params.ips else {}
         results, pending = {}, []
         for ip, stats in answers.items():
             if stats.status == PENDING:

@@ -66,13 +66,15 @@ def cache_key(account: str, lookback_hours: int, basis: str, ip: str) -> str:
 
 class KVStoreCache:
     def __init__(self, service, account: str, lookback_hours: int, ttl: int, not_seen_ttl: int,
-                 clock=time.time, collection: str = COLLECTION, backend: str = "auto"):
+                 clock=time.time, collection: str = COLLECTION, backend: str = "auto", max_age=None):
+        """``max_age``: seconds; an answer older than that is not fresh, whatever its TTL (cache=refresh)."""
         self.service = service
         self.account = account
         self.lookback_hours = lookback_hours
         self.bases = BASES_OF_BACKEND[backend]  # read in this order of preference; written: only these
         self.ttl = ttl
         self.not_seen_ttl = not_seen_ttl
+        self.max_age = max_age
         self.clock = clock
         self.path = "storage/collections/data/%s/" % collection
         self.requests = 0
@@ -138,6 +140,8 @@ class KVStoreCache:
         except (TypeError, ValueError):
             return None
         ttl = self.ttl if status == FOUND else self.not_seen_ttl
+        if self.max_age is not None:
+            ttl = min(ttl, self.max_age)
         if fetched_at + ttl <= now or fetched_at > now + 300:
             self.stale += 1
             return None
