@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
-from defender_ipstats.microsoft.hunting import MAX_QUERY_CHARS, QUERY_TIMEOUT, HuntingClient, batches, build_query
+from defender_ipstats.microsoft.graph_hunting import MAX_QUERY_CHARS, QUERY_TIMEOUT, HuntingClient, batches, build_query
 from harness import OUTPUT_SUFFIXES, events
 from standins import dataset, device_events
 from standins import defender as d

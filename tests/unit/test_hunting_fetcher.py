@@ -12,7 +12,7 @@ from fakes import FakeClock as Clock
 from defender_ipstats.core.contract import IpFetcher
 from defender_ipstats.core.fetcher import Fetcher
 from defender_ipstats.core.gate import STOPPED_REASON, WaitAllowance
-from defender_ipstats.core.hunting import HuntingFetcher, in_batches_of
+from defender_ipstats.core.hunting_fetcher import HuntingFetcher, in_batches_of
 from defender_ipstats.core.model import ERROR, FOUND, NOT_SEEN, PENDING, RATE_LIMITED, SOURCE_HUNTING, IpStats
 from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
 from defender_ipstats.splunk.budget import SlidingWindowLimiter

@@ -6,9 +6,9 @@ import re
 import pytest
 from fakes import FakeClock
 
-from defender_ipstats.core.hunting import MAX_BATCH_IPS, QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST, quota_delay
+from defender_ipstats.core.hunting_fetcher import MAX_BATCH_IPS, QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST, quota_delay
 from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
-from defender_ipstats.microsoft.hunting import MAX_QUERY_CHARS, QUERY_BUDGET, HuntingClient, batches, build_query
+from defender_ipstats.microsoft.graph_hunting import MAX_QUERY_CHARS, QUERY_BUDGET, HuntingClient, batches, build_query
 
 
 def test_query_lists_canonical_ips_and_the_mapped_ipv4_form():
@@ -172,7 +172,7 @@ class ScriptedClient:
 
 def fetcher(answers, max_wait=3600.0, should_stop=None):
     from defender_ipstats.core.fetcher import WaitAllowance
-    from defender_ipstats.core.hunting import HuntingFetcher
+    from defender_ipstats.core.hunting_fetcher import HuntingFetcher
 
     clock = FakeClock()
     limiter = FakeLimiter(clock)

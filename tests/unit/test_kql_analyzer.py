@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from defender_ipstats.microsoft.hunting import MAX_BATCH_IPS, batches, build_query
+from defender_ipstats.microsoft.graph_hunting import MAX_BATCH_IPS, batches, build_query
 
 KQL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "dev", "kql")
 PACKAGE = os.path.join(KQL_DIR, "node_modules", "@kusto", "language-service-next", "package.json")

@@ -2,7 +2,7 @@
 
 The backend router and the privileged service talk to a per-IP ``Fetcher`` and a ``HuntingFetcher``
 through ``IpFetcher`` only; the fetchers talk to the HTTP clients through ``PerIpClient`` and
-``HuntingQueries``, which ``microsoft.defender`` and ``microsoft.hunting`` implement, and to the
+``HuntingQueries``, which ``microsoft.defender`` and ``microsoft.graph_hunting`` implement, and to the
 host's budget through ``Limiter`` (``splunk.budget``).
 """
 
@@ -39,7 +39,7 @@ class PerIpClient(Protocol):
 
 
 class HuntingQueries(Protocol):
-    """One advanced-hunting query (``microsoft.hunting.HuntingClient``)."""
+    """One advanced-hunting query (``microsoft.graph_hunting.HuntingClient``)."""
 
     def query(self, ips: List[str], lookback_hours: int
               ) -> Union[Dict[str, IpStats], QuotaExceeded, HuntingFailure]:

@@ -237,9 +237,9 @@ class LookupJob:
         from ..core.backends import BackendRouter
         from ..core.fetcher import Fetcher
         from ..core.gate import WaitAllowance
-        from ..core.hunting import HuntingFetcher
+        from ..core.hunting_fetcher import HuntingFetcher
         from ..microsoft.defender import DefenderClient
-        from ..microsoft.hunting import QUERY_TIMEOUT, HuntingClient
+        from ..microsoft.graph_hunting import QUERY_TIMEOUT, HuntingClient
         from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
         from .profile import resolve_profile, session
         from .tokens import AccountTokens

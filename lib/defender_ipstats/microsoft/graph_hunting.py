@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Union
 import requests
 
 from ..core.errors import AuthenticationError, AuthorizationError
-from ..core.hunting import MAX_BATCH_IPS
+from ..core.hunting_fetcher import MAX_BATCH_IPS
 from ..core.lookup import is_canonical_ip, normalise_ip
 from ..core.model import FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats
 from ..core.outcomes import HuntingFailure, QuotaExceeded
