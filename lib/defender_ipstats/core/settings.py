@@ -52,6 +52,8 @@ class Settings:
     # hour is the older Defender for Endpoint API's figure, kept as a cautious hourly cap.
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
+    # No single user spends more than this share of an account's hourly per-IP or hunting budget.
+    user_share_percent: int = 50
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -84,6 +86,9 @@ class Settings:
             hunting_rate_per_hour=parse_int(
                 "hunting_rate_per_hour", get("hunting_rate_per_hour", defaults.hunting_rate_per_hour),
                 1, 1_000_000, where=where),
+            user_share_percent=parse_int(
+                "user_share_percent", get("user_share_percent", defaults.user_share_percent), 1, 100,
+                what="a percentage", where=where),
         )
 
 

@@ -29,7 +29,8 @@ ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "sc
 DESTINATION_FIELDS = ("tenant_id", "client_id", "cloud", "authority", "api_url", "graph_url", "scope", "proxy_url",
                       "ca_bundle")
 SETTINGS_FIELDS = ("default_account", "lookback_hours", "cache_ttl", "not_seen_ttl", "max_wait", "rate_per_minute",
-                   "rate_per_hour", "log_level", "backend", "hunting_rate_per_minute", "hunting_rate_per_hour")
+                   "rate_per_hour", "log_level", "backend", "hunting_rate_per_minute", "hunting_rate_per_hour",
+                   "user_share_percent")
 TEST_IP = "192.0.2.1"  # documentation range (RFC 5737): says nothing about the organisation
 
 

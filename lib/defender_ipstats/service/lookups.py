@@ -15,12 +15,14 @@ Routing memory of ``auto`` that spans a search (the per-IP endpoint answered as 
 permitted, how many 200s and 404s the per-IP endpoint gave) travels with the requests in ``state``.
 """
 
+import hashlib
 import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
 from ..core.accounts import NotAllowed
 from ..core.errors import ConfigurationError, DefenderIpStatsError
+from ..core.fairshare import FairShareLimiter, user_share
 from ..core.lookup import Resolver, normalise_ip
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
@@ -214,6 +216,9 @@ class LookupJob:
         }
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
+        if (pending or answer.get("budget_returns_in")) and self._over_share():
+            # the caller's own share is spent, not the account's budget: say so, and whose
+            answer["share"] = {"user": self.ctx.caller.user, "percent": self.settings.user_share_percent}
         # Prose, not key=value: the dashboard adds up the searches' summary lines, not these.
         logger.info("service lookups for user %s, account %s, sid %s: %d IPs asked, %d answered, %d pending, "
                     "%d API calls, %d hunting calls", self.ctx.caller.user, self.account.name, params.sid or "-",
@@ -285,8 +290,18 @@ class LookupJob:
         return router
 
     def _budget(self, api: str, limits):
-        """The budget of ``api`` for the account's registration: the host's, or on a search head
-        cluster the one every member shares in the KV store (claimed with the system session)."""
+        """The budget of ``api`` for the account's registration, and in front of it the caller's own share
+        of its hourly limit (``user_share_percent``; none at 100 %)."""
+        shared = self._opened(api, limits)
+        share = user_share(limits, self.settings.user_share_percent)
+        if share is None:
+            return shared
+        personal = self._opened("%s-user-%s" % (api, _user_key(self.ctx.caller.user)), share, max_batch=1)
+        return FairShareLimiter(shared, personal, self.ctx.caller.user, self.settings.user_share_percent)
+
+    def _opened(self, api: str, limits, max_batch: int = None):
+        """The host's budget, or on a search head cluster the one every member shares in the KV store
+        (claimed with the system session), kept open for the process's life."""
         # at the first cold IP, like the rest of _build_router: the budget files need sqlite3
         from ..splunk.clusterbudget import ClusterWindowLimiter, budget_for
 
@@ -295,12 +310,23 @@ class LookupJob:
         service = self.ctx.system_service()
         if limiter is None:
             limiter = budget_for(api, self.account.tenant_id, self.account.client_id, limits, service,
-                                 logger=self.ctx.logger)
+                                 logger=self.ctx.logger, max_batch=max_batch)
             _LIMITERS[key] = limiter
         if isinstance(limiter, ClusterWindowLimiter):
             limiter.store.service = service  # this request's system session (an older one may have expired)
-        self.limiters.append(limiter)
         return limiter
+
+    def _budgets(self):
+        """Every budget this request used, a user's share and the shared budget behind it apart."""
+        for limiter in self.limiters:
+            if isinstance(limiter, FairShareLimiter):
+                yield limiter.shared
+                yield limiter.personal
+            else:
+                yield limiter
+
+    def _over_share(self) -> bool:
+        return any(isinstance(limiter, FairShareLimiter) and limiter.over_share for limiter in self.limiters)
 
     # -- what the search is told ------------------------------------------------------------
     def _report_problems(self, answers) -> None:
@@ -310,7 +336,7 @@ class LookupJob:
         # only after a lookup built the router, which imported it already
         from ..splunk.clusterbudget import ClusterWindowLimiter
 
-        if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self.limiters):
+        if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self._budgets()):
             self.messages.warn("The search head cluster's shared Defender API budget (KV store) is unavailable: "
                                "this search head keeps to its share of the budget until the KV store answers "
                                "again. See defenderipstats.log.")
@@ -349,6 +375,11 @@ class LookupJob:
         if router is not None and router.hunting is not None:
             state["quota"] = router.hunting.quota_streak
         return state
+
+
+def _user_key(user: str) -> str:
+    """A user's name as it may stand in a file name or a KV store key: a digest, nothing readable."""
+    return hashlib.sha256(str(user).encode("utf-8")).hexdigest()[:16]
 
 
 def _hunting_limits(settings):

@@ -108,6 +108,16 @@ class SlidingWindowLimiter:
                 del self._stamps[index]
                 bisect.insort(self._stamps, max(stamp, self.clock()))
 
+    def release(self) -> None:
+        stamp = getattr(self._mine, "stamp", None)
+        self._mine.stamp = None
+        if stamp is None:
+            return
+        with self._lock:
+            index = bisect.bisect_left(self._stamps, stamp)
+            if index < len(self._stamps) and self._stamps[index] == stamp:
+                del self._stamps[index]
+
     def available_in(self) -> float:
         with self._lock:
             now = self.clock()
@@ -261,6 +271,17 @@ class SharedWindowLimiter:
             with self._transaction() as db:
                 db.execute("UPDATE calls SET at = MAX(at, ?) WHERE rowid = ?", (self.clock(), ticket))
         except sqlite3.Error as error:  # the call keeps its earlier stamp: a little less margin
+            self._trouble(error)
+
+    def release(self) -> None:
+        ticket = getattr(self._mine, "ticket", None)
+        self._mine.ticket = None
+        if ticket is None:
+            return
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM calls WHERE rowid = ?", (ticket,))
+        except sqlite3.Error as error:  # the place stays counted: a little less budget, never more
             self._trouble(error)
 
     def available_in(self) -> float:

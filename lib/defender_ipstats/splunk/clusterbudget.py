@@ -155,6 +155,22 @@ class ClusterWindowLimiter:
             except BudgetStoreUnavailable as error:
                 self._fall_back(error)
 
+    def release(self) -> None:
+        """The slot taken was not used: its document goes, so the calls counting on it count on nothing
+        (as for a number below 0). If the KV store fails, the slot stays counted: less budget, never more."""
+        slot = getattr(self._mine, "slot", None)
+        self._mine.slot = None
+        self.host.release()
+        if slot is None:
+            return
+        with self._lock:
+            if self._fallen_back:
+                return
+            try:
+                self.store.delete({"_key": self._key(slot[0])})
+            except BudgetStoreUnavailable as error:
+                self._fall_back(error)
+
     def pause_for(self, seconds: float) -> None:
         with self._lock:
             now = self.clock()
@@ -369,12 +385,13 @@ def _span(seconds: float) -> str:
 # -- which budget for this server -----------------------------------------------------------
 def budget_for(api: str, tenant_id: str, client_id: str, limits: Sequence[Tuple[int, float]], service,
                splunk_home: Optional[str] = None, logger: Optional[logging.Logger] = None,
-               say: Optional[Callable[[str, str], None]] = None):
+               say: Optional[Callable[[str, str], None]] = None, max_batch: Optional[int] = None):
     """The limiter for ``api`` and one app registration on this server.
 
     On a search head cluster member: the budget every member shares in the KV store, with this
     member's share on the host (every limit divided by the number of members) as the fallback.
-    Elsewhere: the host's budget, exactly as ``ratelimit.host_limiter``.
+    Elsewhere: the host's budget, exactly as ``ratelimit.host_limiter``. ``max_batch``: slots a member
+    claims ahead at most (1 for a user's own share, which a few calls in a row would otherwise waste).
     """
     logger = logger or logging.getLogger("defender_ipstats")
     members = cluster_members(service, logger) if service is not None else 0
@@ -383,4 +400,5 @@ def budget_for(api: str, tenant_id: str, client_id: str, limits: Sequence[Tuple[
     share = [(max(1, int(count) // members), seconds) for count, seconds in limits]
     host = host_limiter(api + "-member-share", tenant_id, client_id, share, splunk_home=splunk_home, logger=logger)
     budget = "%s|%s" % (api, registration_key(tenant_id, client_id))
-    return ClusterWindowLimiter(SlotStore(service), budget, limits, host, members, logger=logger, say=say)
+    return ClusterWindowLimiter(SlotStore(service), budget, limits, host, members, logger=logger, say=say,
+                                max_batch=max_batch or MAX_BATCH)
