@@ -76,3 +76,20 @@ def test_the_hunting_budget_is_shared_fairly_too(app):
     assert app.defender.hunting.calls() == 2
     other = app.search(["field=src_ip", "backend=hunting", "maxwait=0"], [events(dataset.ips(5, seed=195))])
     assert {r["defender_source"] for r in other.records} == {"hunting"} and app.defender.hunting.calls() == 3
+
+
+def test_the_setup_pages_figures_say_what_each_user_spent_this_hour(app):
+    add_analyst_and_plain_user(app.splunkd)
+    app.configure_account(graph_url=app.defender.base_url)
+    app.settings(rate_per_hour="40", user_share_percent="50")
+    app.search(["field=src_ip", "backend=ipstats"], [events(dataset.ips(7, status="found", seed=196))],
+               username=ANALYST)
+    app.search(["field=src_ip", "backend=ipstats"], [events(dataset.ips(3, status="found", seed=197))])
+    app.search(["field=src_ip", "backend=hunting"], [events(dataset.ips(4, seed=198))], username=ANALYST)
+    request = urllib.request.Request(app.splunkd.base_url + "/servicesNS/nobody/%s/defenderipstats/accounts"
+                                     "?output_mode=json" % APP)
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"admin:changeme").decode())
+    with urllib.request.urlopen(request, timeout=60) as response:
+        [account] = json.loads(response.read().decode())["accounts"]
+    assert account["spend"] == {"ipstats": {ANALYST: 7, "admin": 3}, "hunting": {ANALYST: 1}}
+    assert app.defender.api_calls() == 10 and app.defender.hunting.calls() == 1

@@ -7,6 +7,7 @@ place is given back. Both are ``Limiter``s (``core.contract``) with ``release``;
 (the host's SQLite, a search head cluster's KV store) is the caller's choice.
 """
 
+import hashlib
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -20,6 +21,11 @@ def user_share(limits: Sequence[Tuple[int, float]], percent: int) -> Optional[Li
         return None
     count, seconds = max(limits, key=lambda limit: limit[1])
     return [(max(1, int(math.ceil(count * percent / 100.0))), seconds)]
+
+
+def user_budget(api: str, user: str) -> str:
+    """The name of ``user``'s own budget of ``api`` (file names, KV store keys): a digest, nothing readable."""
+    return "%s-user-%s" % (api, hashlib.sha256(str(user).encode("utf-8")).hexdigest()[:16])
 
 
 class FairShareLimiter:

@@ -15,14 +15,13 @@ Routing memory of ``auto`` that spans a search (the per-IP endpoint answered as 
 permitted, how many 200s and 404s the per-IP endpoint gave) travels with the requests in ``state``.
 """
 
-import hashlib
 import time
 from dataclasses import dataclass, replace
 from typing import Dict, List, Tuple
 
 from ..core.accounts import NotAllowed
 from ..core.errors import ConfigurationError, DefenderIpStatsError
-from ..core.fairshare import FairShareLimiter, user_share
+from ..core.fairshare import FairShareLimiter, user_budget, user_share
 from ..core.lookup import Resolver, normalise_ip
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
@@ -296,10 +295,10 @@ class LookupJob:
         share = user_share(limits, self.settings.user_share_percent)
         if share is None:
             return shared
-        personal = self._opened("%s-user-%s" % (api, _user_key(self.ctx.caller.user)), share, max_batch=1)
+        personal = self._opened(user_budget(api, self.ctx.caller.user), share, max_batch=1, label=self.ctx.caller.user)
         return FairShareLimiter(shared, personal, self.ctx.caller.user, self.settings.user_share_percent)
 
-    def _opened(self, api: str, limits, max_batch: int = None):
+    def _opened(self, api: str, limits, max_batch: int = None, label: str = ""):
         """The host's budget, or on a search head cluster the one every member shares in the KV store
         (claimed with the system session), kept open for the process's life."""
         # at the first cold IP, like the rest of _build_router: the budget files need sqlite3
@@ -310,7 +309,7 @@ class LookupJob:
         service = self.ctx.system_service()
         if limiter is None:
             limiter = budget_for(api, self.account.tenant_id, self.account.client_id, limits, service,
-                                 logger=self.ctx.logger, max_batch=max_batch)
+                                 logger=self.ctx.logger, max_batch=max_batch, label=label)
             _LIMITERS[key] = limiter
         if isinstance(limiter, ClusterWindowLimiter):
             limiter.store.service = service  # this request's system session (an older one may have expired)
@@ -375,11 +374,6 @@ class LookupJob:
         if router is not None and router.hunting is not None:
             state["quota"] = router.hunting.quota_streak
         return state
-
-
-def _user_key(user: str) -> str:
-    """A user's name as it may stand in a file name or a KV store key: a digest, nothing readable."""
-    return hashlib.sha256(str(user).encode("utf-8")).hexdigest()[:16]
 
 
 def _hunting_limits(settings):
