@@ -100,9 +100,8 @@ def account_for(ctx: RequestContext, requested: str):
     In the settings returned, ``default_account`` names the account a search without ``account=``
     gets (empty when that is ambiguous), whatever the .conf says (empty: the one configured account).
     """
-    config = ctx.config
-    settings = config.settings()
-    directory = config.account_directory(ctx.logger)
+    settings = ctx.conf.settings()
+    directory = ctx.conf.account_directory(ctx.logger)
     try:
         account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin,
                                     roles=ctx.caller.roles)
@@ -245,7 +244,7 @@ class LookupJob:
         from .tokens import AccountTokens
 
         ctx, account, settings, params = self.ctx, self.account, self.settings, self.params
-        profile = resolve_profile(ctx.config, account)
+        profile = resolve_profile(ctx.conf, ctx.credentials, account)
         http = session(account, profile, pool_size=FETCH_WORKERS, timeout=min(account.timeout, CALL_TIMEOUT_CAP))
         should_stop = None
         if params.sid:  # the caller's own job: a cancelled or finalised search stops asking
@@ -254,7 +253,7 @@ class LookupJob:
         allowance = WaitAllowance(params.max_wait)
         per_ip = per_ip_no_wait = hunting = None
         if params.backend in ("ipstats", "auto"):
-            tokens = AccountTokens(ctx.config, account, profile.credential, account.effective_scope, "api", http,
+            tokens = AccountTokens(ctx.credentials, account, profile.credential, account.effective_scope, "api", http,
                                    logger=ctx.logger)
             self.client = DefenderClient(account.effective_api_url, tokens, http,
                                          timeout=min(account.timeout, CALL_TIMEOUT_CAP))
@@ -271,8 +270,8 @@ class LookupJob:
             self.limiters.append(limiter)
         if params.backend in ("hunting", "auto"):
             timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
-            graph_tokens = AccountTokens(ctx.config, account, profile.credential, account.graph_scope, "graph", http,
-                                         logger=ctx.logger)
+            graph_tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph",
+                                         http, logger=ctx.logger)
             self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
             hunting_limiter = self._budget("hunting", _hunting_limits(settings))
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
