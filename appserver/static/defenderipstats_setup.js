@@ -89,7 +89,8 @@
 
     function renderAccounts() {
         var table = el("table", {id: "dips-accounts"});
-        table.appendChild(el("tr", {}, ["Account", "Cloud", "Tenant", "Client", "Auth", "Credential", "Proxy", "Roles", ""]
+        table.appendChild(el("tr", {}, ["Account", "Cloud", "Tenant", "Client", "Auth", "Credential", "Proxy", "Roles",
+                                         "Spent in the last hour", ""]
             .map(function (h) { return el("th", {text: h}); })));
         state.accounts.forEach(function (account) {
             var edit = el("button", {type: "button", "class": "btn dips-edit", "data-account": account.name,
@@ -110,6 +111,7 @@
                 el("td", {"class": "dips-roles", text: account.allowed_roles ?
                     account.allowed_roles + " only: answers kept apart, never in the published lookup" :
                     "every role with defenderipstats_use"}),
+                el("td", {"class": "dips-spend", text: spendText(account.spend)}),
                 el("td", {}, [edit, test, remove])]));
         });
         var holder = document.getElementById("dips-accounts-holder");
@@ -216,31 +218,86 @@
         }).catch(function (error) { status("fail", "Connection test failed: " + error.message); });
     }
 
+    // Every [settings] key of defenderipstats.conf: [key, label, one-line explanation, kind, low, high].
+    // The service checks each range again (and names the key when a value is refused).
+    var SETTINGS = [
+        ["default_account", "Default account", "The account of a search without account=; empty: the one " +
+            "configured account.", "account"],
+        ["lookback_hours", "Look-back (hours)", "Default lookbackhours: 720 is 30 days, the API's maximum.",
+            "number", 1, 720],
+        ["backend", "Backend", "ipstats: per IP; hunting: advanced hunting, many IPs a query; auto: either.",
+            ["auto", "ipstats", "hunting"]],
+        ["max_wait", "Max wait for budget (s)", "How long a search waits for API budget before the rest is " +
+            "rate_limited.", "number", 0, 3600],
+        ["cache_ttl", "Cache: found (s)", "How long a found answer stays fresh in the cache (86400: a day).",
+            "number", 0, 1000000000],
+        ["not_seen_ttl", "Cache: not_seen (s)", "How long a not_seen answer stays fresh (3600: an hour).",
+            "number", 0, 1000000000],
+        ["refresh_min_age", "Refresh: minimum age (s)", "cache=refresh re-fetches only answers older than this.",
+            "number", 0, 1000000000],
+        ["rate_per_minute", "Per-IP calls a minute", "Microsoft's limit: 100 a minute per app registration " +
+            "and tenant.", "number", 1, 100000],
+        ["rate_per_hour", "Per-IP calls an hour", "Microsoft's limit: 1,500 an hour.", "number", 1, 1000000],
+        ["hunting_rate_per_minute", "Hunting queries a minute", "Graph documents at least 45 a minute per " +
+            "tenant.", "number", 1, 100000],
+        ["hunting_rate_per_hour", "Hunting queries an hour", "A cautious hourly cap on advanced hunting.",
+            "number", 1, 1000000],
+        ["user_share_percent", "One user's share (%)", "No user spends more than this share of an hour's " +
+            "budgets; 100: no limit per user.", "number", 1, 100],
+        ["alert_indexes", "Alert action indexes", "The indexes the alert action may write to, separated " +
+            "by ';'.", "text"],
+        ["details_ttl", "IP details cache (s)", "How long an IP investigation answer stays fresh.", "number", 0,
+            1000000000],
+        ["log_level", "Log level", "Of defenderipstats.log.", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]]
+    ];
+
+    function settingInput(spec, value) {
+        var key = spec[0], kind = spec[3], id = "dips-" + key;
+        if (kind === "account") {
+            var names = state.accounts.map(function (a) { return a.name; });
+            if (names.indexOf(value) < 0) { names.unshift(value); }
+            return select(id, names, value);
+        }
+        if (Array.isArray(kind)) { return select(id, kind, value); }
+        var node = input(id, value, kind);
+        if (kind === "number") { node.setAttribute("min", spec[4]); node.setAttribute("max", spec[5]); }
+        return node;
+    }
+
     function renderSettings() {
         var s = state.settings;
-        var names = state.accounts.map(function (a) { return a.name; });
-        if (names.indexOf(s.default_account) < 0) { names.unshift(s.default_account); }
+        var shown = SETTINGS.filter(function (spec) { return spec[0] in s; });
         var form = el("form", {id: "dips-settings-form"});
-        var fieldset = el("fieldset", {}, [el("legend", {text: "Defaults of the command"})]);
-        fieldset.appendChild(row("Default account", select("dips-default_account", names, s.default_account)));
-        fieldset.appendChild(row("Look-back (hours, 1-720)", input("dips-lookback_hours", s.lookback_hours)));
-        fieldset.appendChild(row("Max wait for API budget (s)", input("dips-max_wait", s.max_wait)));
-        fieldset.appendChild(row("Backend", select("dips-backend", ["auto", "ipstats", "hunting"], s.backend)));
+        var fieldset = el("fieldset", {}, [el("legend", {text: "Settings"})]);
+        shown.forEach(function (spec) {
+            var hint = spec[2] + (spec[3] === "number" ? " From " + spec[4] + " to " + spec[5] + "." : "");
+            fieldset.appendChild(row(spec[1], settingInput(spec, s[spec[0]]), hint));
+        });
         fieldset.appendChild(el("button", {type: "submit", id: "dips-settings-save", "class": "btn",
-                                           text: "Save defaults"}));
+                                           text: "Save settings"}));
         form.appendChild(fieldset);
         form.onsubmit = function (event) {
             event.preventDefault();
             var data = {};
-            ["default_account", "lookback_hours", "max_wait", "backend"].forEach(function (key) {
-                data[key] = document.getElementById("dips-" + key).value;
-            });
-            call("POST", "settings", data).then(function () { status("ok", "Saved the defaults."); return load(); })
-                .catch(function (error) { status("fail", "Defaults not saved: " + error.message); });
+            shown.forEach(function (spec) { data[spec[0]] = document.getElementById("dips-" + spec[0]).value; });
+            call("POST", "settings", data).then(function () { status("ok", "Saved the settings."); return load(); })
+                .catch(function (error) { status("fail", "Settings not saved: " + error.message); });
         };
         var holder = document.getElementById("dips-settings-holder");
         holder.innerHTML = "";
         holder.appendChild(form);
+    }
+
+    function spendText(spend) {
+        var parts = [];
+        [["ipstats", "per-IP"], ["hunting", "hunting"]].forEach(function (api) {
+            var users = (spend || {})[api[0]] || {};
+            var names = Object.keys(users).sort(function (a, b) { return users[b] - users[a]; });
+            if (names.length) {
+                parts.push(api[1] + ": " + names.map(function (n) { return n + " " + users[n]; }).join(", "));
+            }
+        });
+        return parts.length ? parts.join("; ") : "nothing";
     }
 
     function load() {

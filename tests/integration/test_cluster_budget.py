@@ -323,3 +323,38 @@ def test_three_members_hold_the_limit_when_the_kv_store_fails_midway(tmp_path):
             (level, text), = search["messages"]
             assert level == "WARN" and "budget (KV store) is unavailable (splunkd answered 503)" in text
         assert len(calls) == 300
+
+
+def test_a_users_share_holds_cluster_wide(tmp_path):
+    """alice spends through every member in turn: at most her share of the hour in all; bob still gets his."""
+    from defender_ipstats.core.fairshare import FairShareLimiter, user_share
+
+    clock = FakeClock()
+    limits = [(2, 60.0), (12, 3600.0)]  # the minute's limit refuses many calls: they must cost no share
+    share = user_share(limits, 50)  # 6 an hour
+    with cluster_of(tmp_path) as cluster:
+        shared = member_limiters(cluster, limits, clock)
+
+        def user(name):
+            out = []
+            for member, everyone in zip(cluster.members, shared):
+                service = connect(member.base_url, member.new_session_key())
+                host = SlidingWindowLimiter([(max(1, c // len(cluster.members)), s) for c, s in share], clock=clock)
+                own = ClusterWindowLimiter(clusterbudget.SlotStore(service), "ipstats|test-user-" + name, share, host,
+                                           len(cluster.members), clock=clock, max_batch=1)
+                out.append(FairShareLimiter(everyone, own, name, 50))
+            return out
+
+        alice, bob = user("alice"), user("bob")
+        made = {"alice": 0, "bob": 0}
+        for round_ in range(60):  # 10 minutes, alice three tries for one of bob's
+            for name, limiters in (("alice", alice), ("alice", alice), ("alice", alice), ("bob", bob)):
+                limiter = limiters[round_ % len(limiters)]
+                if limiter.try_acquire() == 0:
+                    made[name] += 1
+                    limiter.completed()
+                clock.now += 2.5
+        assert made == {"alice": 6, "bob": 6}
+        assert alice[0].try_acquire() > 0 and alice[0].over_share
+        clock.now += 3600 + clusterbudget.SLACK + 1
+        assert alice[1].try_acquire() == 0  # a rolling hour later, her share is back

@@ -407,7 +407,7 @@ def test_default_is_never_an_account(analyst_app):
 
 def test_the_hourly_budget_holds_end_to_end(analyst_app):
     app = analyst_app
-    app.settings(rate_per_minute="100", rate_per_hour="3")
+    app.settings(rate_per_minute="100", rate_per_hour="3", user_share_percent="100")
     ips = dataset.ips(5, status="found", seed=94)
     run = app.search(["field=src_ip", "backend=ipstats", "maxwait=5"], [events(ips)], username=ANALYST)
     statuses = [r["defender_status"] for r in run.records]

@@ -246,3 +246,19 @@ def test_hostile_field_values_never_leave_the_one_api_path(app):
     requested = [faults.API_PATH.fullmatch(r.path).group("ip") for r in app.defender.api_requests]
     assert sorted(requested) == sorted(expected_ips)  # each valid IP once, nothing else
     assert sum(len(v) if isinstance(v, list) else 1 for v in values) >= 10_000
+
+
+def test_a_search_cancelled_during_a_service_request_stops_its_calls_inside_that_request(app):
+    """The service watches the caller's job while it calls Defender, not only between two requests: with
+    slow answers, one request would make every call of the search before the search could stop it."""
+    app.defender.inject("slow:0.8", times=500)
+    sid = app.new_sid()
+    faults._when(lambda: app.defender.api_calls() >= 8, lambda: app.splunkd.cancel_job(sid))
+    ips = dataset.ips(60, status="found", seed=199)
+    run = app.search(["field=src_ip", "backend=ipstats", "maxwait=60"], [events(ips)], sid=sid)
+    assert run.returncode == 0 and len(run.records) == 60
+    assert app.defender.api_calls() <= 30  # a poll of the job (every 3 s) and the calls in flight, then none
+    stopped = [r for r in run.records if r["defender_status"] == "error"]
+    assert len(stopped) >= 30 and all("cancelled or finalised" in r["defender_error"] for r in stopped)
+    requests = [line for line in app.log_text().splitlines() if "service lookups for user" in line]
+    assert len(requests) == 1, requests  # all of it within the one request

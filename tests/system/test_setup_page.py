@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from harness import APP, APP_ROOT, ROOT
+from harness import APP, APP_ROOT, ROOT, events
 from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_SECRET, DEFAULT_TENANT, IP_READ_ALL, THREAT_HUNTING_READ_ALL
 from standins.proxy import ConnectProxy
 from standins.splunkweb import SplunkWebStandin
@@ -223,15 +223,47 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     _fill(driver, "lookback_hours", "168")
     before = _loads(driver)
     driver.find_element("id", "dips-settings-save").click()
-    assert _wait_status(driver, "Saved account contoso.") == ("ok", "Saved the defaults.")
+    assert _wait_status(driver, "Saved account contoso.") == ("ok", "Saved the settings.")
     _redrawn(driver, before)
     settings = app.splunkd.conf("defenderipstats", "settings")
     assert (settings["default_account"], settings["lookback_hours"]) == ("contoso", "168")
+    # Every [settings] key is on the page, with its explanation; each is range-checked by the service.
+    from defender_ipstats.core.settings import Settings
+
+    for key in Settings.__dataclass_fields__:
+        node = driver.find_element("id", "dips-" + key)
+        hint = node.find_element("xpath", "following-sibling::div[@class='hint']").text
+        assert hint.strip(), key
+    _fill(driver, "user_share_percent", "101")
+    assert driver.execute_script("return document.getElementById('dips-user_share_percent').checkValidity()") \
+        is False  # the browser says so first; past it (novalidate), the service refuses it too
+    driver.execute_script("document.getElementById('dips-settings-form').setAttribute('novalidate', '')")
+    driver.find_element("id", "dips-settings-save").click()
+    kind, text = _wait_status(driver, "Saved the settings.")
+    assert kind == "fail" and "user_share_percent must be a percentage from 1 to 100" in text, text
+    _fill(driver, "user_share_percent", "30")
+    _fill(driver, "hunting_rate_per_hour", "600")
+    before = _loads(driver)
+    driver.find_element("id", "dips-settings-save").click()
+    assert _wait_status(driver, text) == ("ok", "Saved the settings.")
+    _redrawn(driver, before)
+    settings = app.splunkd.conf("defenderipstats", "settings")
+    assert (settings["user_share_percent"], settings["hunting_rate_per_hour"]) == ("30", "600")
+    # What each user spent this hour, per account.
+    assert driver.find_element("css selector", '#dips-accounts tr[data-account="contoso"] td.dips-spend').text \
+        == "nothing"
+    run = app.search(["field=src_ip", "backend=ipstats", "account=contoso"], [events(["192.0.2.44"])])
+    assert run.errors == [], run.errors
+    driver.refresh()
+    _wait(driver, lambda: driver.find_elements("css selector", '#dips-accounts tr[data-account="contoso"]'),
+          what="the accounts after a reload")
+    assert driver.find_element("css selector", '#dips-accounts tr[data-account="contoso"] td.dips-spend').text \
+        == "per-IP: admin 1"
 
     # Delete: the stanza and its credential go.
     driver.execute_script("window.confirm = function () { return true; };")
     driver.find_element("css selector", '#dips-accounts tr[data-account="contoso"] button.dips-delete').click()
-    assert _wait_status(driver, "Saved the defaults.") == ("ok", "Deleted account contoso.")
+    assert _wait_status(driver, "Saved the settings.") == ("ok", "Deleted account contoso.")
     _wait(driver, lambda: not driver.find_elements("css selector", '#dips-accounts tr[data-account="contoso"]'),
           what="the row to go")
     assert app.splunkd.password(APP, "contoso") is None

@@ -22,6 +22,9 @@ class Limiter(Protocol):
     def completed(self) -> None:
         """The calling thread's last call has finished: it counts from now."""
 
+    def release(self) -> None:
+        """The calling thread's last place was taken for a call that is not made: it counts no more."""
+
     def pause_for(self, seconds: float) -> None:
         """Nobody calls before ``seconds`` from now (a 429's Retry-After, a hunting quota answer)."""
 

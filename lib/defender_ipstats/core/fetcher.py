@@ -95,8 +95,7 @@ class Fetcher(GatedFetcher):
                 if self.out_of_time:
                     return pending(ip)
                 self.rate_limited += 1
-                return rate_limited(ip, "API budget used up; it returns in about %d s"
-                                    % max(1, round(self.budget_returns_in)))
+                return rate_limited(ip, self.budget_spent())
             try:
                 answer = self.client.ip_stats(ip, self.lookback_hours, retry_gate=self.clear_retry)
             except DefenderIpStatsError as error:

@@ -151,3 +151,13 @@ class GatedFetcher:
     @property
     def budget_returns_in(self) -> float:
         return self.gate.budget_returns_in
+
+    def budget_spent(self, budget: str = "API budget") -> str:
+        """Why a call found no budget: the account's ``budget`` is used up, or the caller's own share of
+        it (a ``FairShareLimiter`` refused), and when it returns."""
+        limiter = self.gate.limiter
+        returns_in = max(1, round(self.budget_returns_in))
+        if getattr(limiter, "over_share", False):
+            return ("your share of the hourly %s is used up (user_share_percent = %s %%); it returns in about %d s"
+                    % (budget, limiter.percent, returns_in))
+        return "%s used up; it returns in about %d s" % (budget, returns_in)

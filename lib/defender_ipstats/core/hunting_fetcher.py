@@ -108,7 +108,7 @@ class HuntingFetcher(GatedFetcher):
         if quota is not None:
             reason = "Graph hunting quota exceeded (%d); try again in about %d s" % (quota.status, returns_in)
         else:
-            reason = "hunting budget used up; it returns in about %d s" % returns_in
+            reason = self.budget_spent("hunting budget")
         return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
 
 

@@ -55,6 +55,8 @@ class Settings:
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
     refresh_min_age: int = 300  # cache=refresh re-fetches only answers older than this (seconds)
+    # No single user spends more than this share of an account's hourly per-IP or hunting budget.
+    user_share_percent: int = 50
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -89,6 +91,9 @@ class Settings:
                 1, 1_000_000, where=where),
             refresh_min_age=parse_int("refresh_min_age", get("refresh_min_age", defaults.refresh_min_age),
                                       *REFRESH_MIN_AGE_RANGE, what="a number of seconds", where=where),
+            user_share_percent=parse_int(
+                "user_share_percent", get("user_share_percent", defaults.user_share_percent), 1, 100,
+                what="a percentage", where=where),
         )
 
 

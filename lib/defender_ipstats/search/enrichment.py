@@ -90,7 +90,11 @@ class Enrichment:
         limited = sum(1 for status in self.ip_status.values() if status == RATE_LIMITED)
         if limited:
             returns_in = self.lookups.budget_returns_in
-            self.say("WARN", "The Defender API budget ran out: %d IPs were not enriched (status rate_limited); "
+            share = self.lookups.share
+            spent = ("Your share of the Defender API budget (user_share_percent = %s %% of each hour's limit, so that "
+                     "other users keep the rest) is used up" % share.get("percent")) if share else \
+                "The Defender API budget ran out"
+            self.say("WARN", spent + ": %d IPs were not enriched (status rate_limited); "
                      "budget returns in about %d s (at %s UTC). Run the search again then (cached answers are "
                      "reused), or raise maxwait." % (limited, max(1, round(returns_in)),
                                                      time.strftime("%H:%M:%S", time.gmtime(time.time() + returns_in))))

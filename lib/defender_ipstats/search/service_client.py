@@ -103,6 +103,7 @@ class ServiceLookups:
         self.requests = 0
         self.stopped = False
         self.budget_returns_in = 0.0
+        self.share: Optional[dict] = None  # the service says this user's own share is spent
         self.fatal: Optional[DefenderIpStatsError] = None
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
@@ -132,13 +133,18 @@ class ServiceLookups:
             wait = float(answer.get("retry_in") or 0)
             if wait > self.allowance.remaining:
                 self.budget_returns_in = max(self.budget_returns_in, wait)
-                return dict(answers, **{ip: rate_limited(ip, "API budget used up; it returns in about %d s"
-                                                         % max(1, round(wait))) for ip in todo})
+                return dict(answers, **{ip: rate_limited(ip, self._why_limited(wait)) for ip in todo})
             idle = 0 if done or wait > 0 else idle + 1
             if idle >= IDLE_ROUNDS:
                 return dict(answers, **{ip: failed(ip, "the app's service did not look it up") for ip in todo})
             self._wait(wait)
         return answers
+
+    def _why_limited(self, wait: float) -> str:
+        if self.share:
+            return ("your share of the hourly API budget is used up (user_share_percent = %s %%); it returns in "
+                    "about %d s" % (self.share.get("percent"), max(1, round(wait))))
+        return "API budget used up; it returns in about %d s" % max(1, round(wait))
 
     def _ask(self, ips: List[str]) -> dict:
         self.requests += 1
@@ -165,6 +171,8 @@ class ServiceLookups:
             self.metrics[key] += int((answer.get("metrics") or {}).get(key) or 0)
         if (answer.get("metrics") or {}).get("stopped"):
             self.stopped = True
+        share = answer.get("share")
+        self.share = share if isinstance(share, dict) else None
         if answer.get("budget_returns_in") is not None:
             self.budget_returns_in = max(self.budget_returns_in, float(answer["budget_returns_in"]))
         state = answer.get("state")

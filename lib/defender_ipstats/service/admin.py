@@ -28,41 +28,58 @@ ACCOUNT_FIELDS = ("tenant_id", "client_id", "cloud", "api_url", "authority", "sc
 # Where a credential goes: changing any of these needs the credential again.
 DESTINATION_FIELDS = ("tenant_id", "client_id", "cloud", "authority", "api_url", "graph_url", "scope", "proxy_url",
                       "ca_bundle")
-SETTINGS_FIELDS = ("default_account", "lookback_hours", "cache_ttl", "not_seen_ttl", "max_wait", "rate_per_minute",
-                   "rate_per_hour", "log_level", "backend", "hunting_rate_per_minute", "hunting_rate_per_hour",
-                   "refresh_min_age")
+SETTINGS_FIELDS = tuple(Settings.__dataclass_fields__)  # every [settings] key: the setup page sets them all
 TEST_IP = "192.0.2.1"  # documentation range (RFC 5737): says nothing about the organisation
 
 
-def _stored_accounts(config) -> Dict[str, Dict[str, str]]:
-    return config.account_directory().stanzas
+def _stored_accounts(conf) -> Dict[str, Dict[str, str]]:
+    return conf.account_directory().stanzas
 
 
-def list_accounts(config) -> dict:
+def list_accounts(conf, credentials) -> dict:
     accounts = []
-    for name, content in sorted(_stored_accounts(config).items()):
+    stored = _stored_accounts(conf)
+    spend = _hourly_spend(conf, stored)
+    for name, content in sorted(stored.items()):
         item = {key: str(content.get(key) or "") for key in ACCOUNT_FIELDS}
         item["name"] = name
-        item["has_secret"] = config.password(CREDENTIAL_REALM, name) is not None
-        proxy_credentials = config.password(PROXY_REALM, name)
+        item["has_secret"] = credentials.password(CREDENTIAL_REALM, name) is not None
+        proxy_credentials = credentials.password(PROXY_REALM, name)
         item["has_proxy_credentials"] = proxy_credentials is not None
         item["proxy_user"] = proxy_credentials.partition(":")[0] if proxy_credentials else ""
+        item["spend"] = spend.get(name, {})
         accounts.append(item)
-    return {"accounts": accounts, "settings": get_settings(config)}
+    return {"accounts": accounts, "settings": get_settings(conf)}
 
 
-def get_settings(config) -> dict:
-    return {key: str(value) for key, value in config.settings().__dict__.items()}
+def _hourly_spend(conf, stored: Dict[str, Dict[str, str]]) -> dict:
+    """What each user spent of each account's budgets in the last hour; nothing where it cannot be read."""
+    accounts = []
+    for name, content in stored.items():
+        try:
+            accounts.append(Account.from_conf(name, content))
+        except ConfigurationError:
+            continue  # an incomplete account spends nothing
+    from ..splunk.spend import hourly_spend  # the page's figures only: SQLite stays out of getinfo's way
+
+    try:
+        return hourly_spend(conf.service, accounts)
+    except Exception:  # the page still lists the accounts
+        return {}
 
 
-def save_settings(config, form: Dict[str, str]) -> dict:
+def get_settings(conf) -> dict:
+    return {key: str(value) for key, value in conf.settings().__dict__.items()}
+
+
+def save_settings(conf, form: Dict[str, str]) -> dict:
     values = {key: form[key].strip() for key in SETTINGS_FIELDS if key in form}
     if values.get("default_account"):
         check_account_name(values["default_account"], "default_account")
-    Settings.from_conf(dict(get_settings(config), **values))  # validates, with messages naming the key
+    Settings.from_conf(dict(get_settings(conf), **values))  # validates, with messages naming the key
     if values:
-        config.save_stanza(SETTINGS_CONF, "settings", values, create=False)
-    return get_settings(config)
+        conf.save_stanza(SETTINGS_CONF, "settings", values, create=False)
+    return get_settings(conf)
 
 
 def _destination_changes(stored: Optional[Dict[str, str]], form: Dict[str, str]):
@@ -80,9 +97,9 @@ def candidate_account(stored: Optional[Dict[str, str]], name: str, form: Dict[st
     return Account.from_conf(name, merged)
 
 
-def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
+def save_account(conf, credentials, name: str, form: Dict[str, str], create: bool) -> dict:
     check_account_name(name, "The account name")
-    stored_accounts = _stored_accounts(config)
+    stored_accounts = _stored_accounts(conf)
     stored = stored_accounts.get(name)
     if create and stored is not None:
         raise ConfigurationError("An account named '%s' exists already." % name)
@@ -99,47 +116,47 @@ def save_account(config, name: str, form: Dict[str, str], create: bool) -> dict:
     proxy_user, proxy_password = form.get("proxy_user", "").strip(), form.get("proxy_password", "")
     clear_proxy = form.get("clear_proxy_credentials") in ("1", "true")
     if not create and "proxy_url" in changed and not clear_proxy and not proxy_password \
-            and config.password(PROXY_REALM, name) is not None:
+            and credentials.password(PROXY_REALM, name) is not None:
         raise ConfigurationError("Changing proxy_url changes where the proxy password is sent: enter the proxy "
                                  "password again (or clear the stored proxy credentials).")
     # Every key is written, empty ones too: a key the app's stanza does not set could be filled in by
     # another app's globally shared stanza of the same name.
     values = {key: str(form[key].strip() if key in form else (stored or {}).get(key) or "") for key in ACCOUNT_FIELDS}
     values["allowed_roles"] = ";".join(account.allowed_roles)
-    config.save_stanza(ACCOUNTS_CONF, name, values, create=create)
+    conf.save_stanza(ACCOUNTS_CONF, name, values, create=create)
     if secret:
-        config.store_password(CREDENTIAL_REALM, name, secret)
+        credentials.store_password(CREDENTIAL_REALM, name, secret)
     if clear_proxy:
-        config.delete_password(PROXY_REALM, name)
+        credentials.delete_password(PROXY_REALM, name)
     elif proxy_user and proxy_password:
-        config.store_password(PROXY_REALM, name, "%s:%s" % (proxy_user, proxy_password))
-    forget_tokens(config, name)
-    answer = next(a for a in list_accounts(config)["accounts"] if a["name"] == name)
+        credentials.store_password(PROXY_REALM, name, "%s:%s" % (proxy_user, proxy_password))
+    forget_tokens(credentials, name)
+    answer = next(a for a in list_accounts(conf, credentials)["accounts"] if a["name"] == name)
     if account.restricted:
-        answer["kept_apart"] = keep_apart(config.service, name)
+        answer["kept_apart"] = keep_apart(conf.service, name)
     return answer
 
 
-def forget_tokens(config, name: str) -> None:
+def forget_tokens(credentials, name: str) -> None:
     STORE.forget(name)
     for resource in ("api", "graph"):
         try:
-            config.delete_password(TOKEN_REALM, entry_name(name, resource))
+            credentials.delete_password(TOKEN_REALM, entry_name(name, resource))
         except DefenderIpStatsError:
             pass
 
 
-def delete_account(config, name: str) -> dict:
+def delete_account(conf, credentials, name: str) -> dict:
     check_account_name(name, "The account name")
-    if not config.delete_stanza(ACCOUNTS_CONF, name):
+    if not conf.delete_stanza(ACCOUNTS_CONF, name):
         raise ConfigurationError("Unknown account '%s'." % name)
     for realm in (CREDENTIAL_REALM, PROXY_REALM):
-        config.delete_password(realm, name)
-    forget_tokens(config, name)
+        credentials.delete_password(realm, name)
+    forget_tokens(credentials, name)
     return {"deleted": name}
 
 
-def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip: str = TEST_IP) -> dict:
+def test_connection(conf, credentials, name: str, form: Optional[Dict[str, str]] = None, ip: str = TEST_IP) -> dict:
     """Gets a fresh token and calls the API for one IP, with the account as saved or as in the form.
 
     Settings the form changes are tested only with the credential the form brings: the stored one is
@@ -151,7 +168,7 @@ def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip
     form = form or {}
     try:
         check_account_name(name, "The account name")
-        stored = _stored_accounts(config).get(name)
+        stored = _stored_accounts(conf).get(name)
         account = candidate_account(stored, name, form)
         changed = _destination_changes(stored, form)
         secret = form.get("secret") or ""
@@ -160,23 +177,23 @@ def test_connection(config, name: str, form: Optional[Dict[str, str]] = None, ip
                                      "a stored credential is sent only where it was saved for." % ", ".join(changed))
         user, password = form.get("proxy_user", "").strip(), form.get("proxy_password", "")
         if secret:
-            server_proxy = config.server_proxy() if not account.proxy_url else {}
+            server_proxy = conf.server_proxy() if not account.proxy_url else {}
             stored_proxy = None
             if not (user and password) and (account.proxy_url or server_proxy):
-                if "proxy_url" in changed and config.password(PROXY_REALM, name) is not None:
+                if "proxy_url" in changed and credentials.password(PROXY_REALM, name) is not None:
                     raise ConfigurationError("Enter the proxy password to test a changed proxy_url.")
-                stored_proxy = config.proxy_credentials(name)
+                stored_proxy = credentials.proxy_credentials(name)
             proxy = resolve_proxy(account, server_proxy, "%s:%s" % (user, password) if user and password
                                   else stored_proxy)
             profile = ConnectionProfile(msal_credential(account, secret), proxy.proxy_url, proxy.no_proxy,
                                         proxy.proxy_source)
         else:
-            profile = resolve_profile(config, account)
+            profile = resolve_profile(conf, credentials, account)
     except DefenderIpStatsError as error:
         return {"ok": False, "stage": "configuration", "message": str(error)}
     http = session(account, profile, pool_size=1)
     via = " through the proxy %s" % profile.proxy_host if profile.proxy_url else ""
-    tokens = AccountTokens(config, account, profile.credential, account.effective_scope, "api", http,
+    tokens = AccountTokens(credentials, account, profile.credential, account.effective_scope, "api", http,
                            store=TokenStore(persist=False))  # a test never reuses nor keeps a token
     client = DefenderClient(account.effective_api_url, tokens, http)
     try:

@@ -14,7 +14,8 @@ from splunklib import binding
 
 from ..core.errors import SplunkdError
 from ..splunk import rest
-from ..splunk.conf import SplunkdConfig
+from ..splunk.conf import ConfStore
+from ..splunk.passwords import CredentialStore
 
 ADMIN_CAPABILITIES = ("defenderipstats_admin", "admin_all_objects")
 
@@ -54,7 +55,7 @@ class RequestContext:
         self._caller_key = session.get("authtoken")
         self._uri = (request.get("server") or {}).get("rest_uri")
         self._system_key = request.get("system_authtoken")
-        self._config = None
+        self._conf = self._credentials = None
         self._caller = None
 
     @property
@@ -73,11 +74,18 @@ class RequestContext:
         return rest.connect(self._uri, self._caller_key, timeout=timeout)
 
     @property
-    def config(self):
-        """SplunkdConfig on the system session."""
-        if self._config is None:
-            self._config = SplunkdConfig(self.system_service())
-        return self._config
+    def conf(self) -> ConfStore:
+        """The app's .conf files (settings, accounts), on the system session."""
+        if self._conf is None:
+            self._conf = ConfStore(self.system_service())
+        return self._conf
+
+    @property
+    def credentials(self) -> CredentialStore:
+        """storage/passwords (secrets, proxy credentials, tokens), on the system session."""
+        if self._credentials is None:
+            self._credentials = CredentialStore(self.system_service())
+        return self._credentials
 
     @property
     def caller(self) -> Caller:

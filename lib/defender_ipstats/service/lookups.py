@@ -21,6 +21,7 @@ from typing import Dict, List, Tuple
 
 from ..core.accounts import NotAllowed
 from ..core.errors import ConfigurationError, DefenderIpStatsError
+from ..core.fairshare import FairShareLimiter, user_budget, user_share
 from ..core.lookup import Resolver, normalise_ip
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
@@ -99,9 +100,8 @@ def account_for(ctx: RequestContext, requested: str):
     In the settings returned, ``default_account`` names the account a search without ``account=``
     gets (empty when that is ambiguous), whatever the .conf says (empty: the one configured account).
     """
-    config = ctx.config
-    settings = config.settings()
-    directory = config.account_directory(ctx.logger)
+    settings = ctx.conf.settings()
+    directory = ctx.conf.account_directory(ctx.logger)
     try:
         account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin,
                                     roles=ctx.caller.roles)
@@ -218,6 +218,9 @@ class LookupJob:
         }
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
+        if (pending or answer.get("budget_returns_in")) and self._over_share():
+            # the caller's own share is spent, not the account's budget: say so, and whose
+            answer["share"] = {"user": self.ctx.caller.user, "percent": self.settings.user_share_percent}
         # Prose, not key=value: the dashboard adds up the searches' summary lines, not these.
         logger.info("service lookups for user %s, account %s, sid %s: %d IPs asked, %d answered, %d pending, "
                     "%d API calls, %d hunting calls", self.ctx.caller.user, self.account.name, params.sid or "-",
@@ -245,7 +248,7 @@ class LookupJob:
         from .tokens import AccountTokens
 
         ctx, account, settings, params = self.ctx, self.account, self.settings, self.params
-        profile = resolve_profile(ctx.config, account)
+        profile = resolve_profile(ctx.conf, ctx.credentials, account)
         http = session(account, profile, pool_size=FETCH_WORKERS, timeout=min(account.timeout, CALL_TIMEOUT_CAP))
         should_stop = None
         if params.sid:  # the caller's own job: a cancelled or finalised search stops asking
@@ -254,7 +257,7 @@ class LookupJob:
         allowance = WaitAllowance(params.max_wait)
         per_ip = per_ip_no_wait = hunting = None
         if params.backend in ("ipstats", "auto"):
-            tokens = AccountTokens(ctx.config, account, profile.credential, account.effective_scope, "api", http,
+            tokens = AccountTokens(ctx.credentials, account, profile.credential, account.effective_scope, "api", http,
                                    logger=ctx.logger)
             self.client = DefenderClient(account.effective_api_url, tokens, http,
                                          timeout=min(account.timeout, CALL_TIMEOUT_CAP))
@@ -271,8 +274,8 @@ class LookupJob:
             self.limiters.append(limiter)
         if params.backend in ("hunting", "auto"):
             timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
-            graph_tokens = AccountTokens(ctx.config, account, profile.credential, account.graph_scope, "graph", http,
-                                         logger=ctx.logger)
+            graph_tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph",
+                                         http, logger=ctx.logger)
             self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
             hunting_limiter = self._budget("hunting", _hunting_limits(settings))
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
@@ -289,8 +292,18 @@ class LookupJob:
         return router
 
     def _budget(self, api: str, limits):
-        """The budget of ``api`` for the account's registration: the host's, or on a search head
-        cluster the one every member shares in the KV store (claimed with the system session)."""
+        """The budget of ``api`` for the account's registration, and in front of it the caller's own share
+        of its hourly limit (``user_share_percent``; none at 100 %)."""
+        shared = self._opened(api, limits)
+        share = user_share(limits, self.settings.user_share_percent)
+        if share is None:
+            return shared
+        personal = self._opened(user_budget(api, self.ctx.caller.user), share, max_batch=1, label=self.ctx.caller.user)
+        return FairShareLimiter(shared, personal, self.ctx.caller.user, self.settings.user_share_percent)
+
+    def _opened(self, api: str, limits, max_batch: int = None, label: str = ""):
+        """The host's budget, or on a search head cluster the one every member shares in the KV store
+        (claimed with the system session), kept open for the process's life."""
         # at the first cold IP, like the rest of _build_router: the budget files need sqlite3
         from ..splunk.clusterbudget import ClusterWindowLimiter, budget_for
 
@@ -299,12 +312,23 @@ class LookupJob:
         service = self.ctx.system_service()
         if limiter is None:
             limiter = budget_for(api, self.account.tenant_id, self.account.client_id, limits, service,
-                                 logger=self.ctx.logger)
+                                 logger=self.ctx.logger, max_batch=max_batch, label=label)
             _LIMITERS[key] = limiter
         if isinstance(limiter, ClusterWindowLimiter):
             limiter.store.service = service  # this request's system session (an older one may have expired)
-        self.limiters.append(limiter)
         return limiter
+
+    def _budgets(self):
+        """Every budget this request used, a user's share and the shared budget behind it apart."""
+        for limiter in self.limiters:
+            if isinstance(limiter, FairShareLimiter):
+                yield limiter.shared
+                yield limiter.personal
+            else:
+                yield limiter
+
+    def _over_share(self) -> bool:
+        return any(isinstance(limiter, FairShareLimiter) and limiter.over_share for limiter in self.limiters)
 
     # -- what the search is told ------------------------------------------------------------
     def _report_problems(self, answers) -> None:
@@ -314,7 +338,7 @@ class LookupJob:
         # only after a lookup built the router, which imported it already
         from ..splunk.clusterbudget import ClusterWindowLimiter
 
-        if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self.limiters):
+        if any(isinstance(limiter, ClusterWindowLimiter) and limiter.on_share for limiter in self._budgets()):
             self.messages.warn("The search head cluster's shared Defender API budget (KV store) is unavailable: "
                                "this search head keeps to its share of the budget until the KV store answers "
                                "again. See defenderipstats.log.")

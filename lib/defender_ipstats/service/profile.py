@@ -72,12 +72,13 @@ def resolve_proxy(account: Account, server_proxy: Dict[str, str], proxy_credenti
     return ConnectionProfile(None, proxy_url, no_proxy, source)
 
 
-def resolve_profile(config, account: Account) -> ConnectionProfile:
-    """Credential and proxy of ``account``, read through splunkd (``config``: a SplunkdConfig)."""
+def resolve_profile(conf, credentials, account: Account) -> ConnectionProfile:
+    """Credential and proxy of ``account``, read through splunkd: ``conf`` (a ConfStore) for Splunk's own
+    proxy settings, ``credentials`` (a CredentialStore) for the secret and the proxy's credentials."""
     what = "certificate key" if account.auth == "certificate" else "client secret"
-    credential = msal_credential(account, config.secret(account.name, what))
-    server_proxy = config.server_proxy() if not account.proxy_url else {}
-    proxy_credentials = config.proxy_credentials(account.name) if (account.proxy_url or server_proxy) else None
+    credential = msal_credential(account, credentials.secret(account.name, what))
+    server_proxy = conf.server_proxy() if not account.proxy_url else {}
+    proxy_credentials = credentials.proxy_credentials(account.name) if (account.proxy_url or server_proxy) else None
     proxy = resolve_proxy(account, server_proxy, proxy_credentials)
     return ConnectionProfile(credential, proxy.proxy_url, proxy.no_proxy, proxy.proxy_source)
 

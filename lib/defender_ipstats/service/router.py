@@ -70,24 +70,24 @@ def _lookup(ctx: RequestContext) -> dict:
 
 def _accounts(ctx: RequestContext) -> dict:
     parts = ctx.path_info.split("/") if ctx.path_info else []
-    config, user, form = ctx.config, ctx.user, ctx.form
+    conf, credentials, user, form = ctx.conf, ctx.credentials, ctx.user, ctx.form
     if not parts:
         if ctx.method == "GET":
-            return reply(200, admin.list_accounts(config))
+            return reply(200, admin.list_accounts(conf, credentials))
         if ctx.method == "POST":
             name = form.get("name", "").strip()
             ctx.logger.info("account %s added by user=%s", one_line(name), user)
-            return reply(201, admin.save_account(config, name, form, create=True))
+            return reply(201, admin.save_account(conf, credentials, name, form, create=True))
     elif len(parts) == 1:
         if ctx.method == "POST":
             ctx.logger.info("account %s changed by user=%s", parts[0], user)
-            return reply(200, admin.save_account(config, parts[0], form, create=False))
+            return reply(200, admin.save_account(conf, credentials, parts[0], form, create=False))
         if ctx.method == "DELETE":
             ctx.logger.info("account %s deleted by user=%s", parts[0], user)
-            return reply(200, admin.delete_account(config, parts[0]))
+            return reply(200, admin.delete_account(conf, credentials, parts[0]))
     elif len(parts) == 2 and parts[1] == "test":
         if ctx.method == "POST":
-            result = admin.test_connection(config, parts[0], form)
+            result = admin.test_connection(conf, credentials, parts[0], form)
             ctx.logger.info("connection test of account %s by user=%s: %s", parts[0], user,
                             "ok" if result["ok"] else result["stage"] + " failed")
             return reply(200, result)
@@ -100,9 +100,9 @@ def _settings(ctx: RequestContext) -> dict:
     if ctx.path_info:
         return reply(404, {"error": "unknown endpoint"})
     if ctx.method == "GET":
-        return reply(200, admin.get_settings(ctx.config))
+        return reply(200, admin.get_settings(ctx.conf))
     if ctx.method == "POST":
         ctx.logger.info("settings changed by user=%s: %s", ctx.user,
                         sorted(k for k in ctx.form if k != "output_mode"))
-        return reply(200, admin.save_settings(ctx.config, ctx.form))
+        return reply(200, admin.save_settings(ctx.conf, ctx.form))
     return reply(405, {"error": "method not allowed"})

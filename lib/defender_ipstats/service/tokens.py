@@ -53,13 +53,13 @@ class TokenStore:
         return bool(entry) and entry.get("fingerprint") == fingerprint \
             and float(entry.get("expires_at", 0)) - self.clock() > MIN_LIFETIME
 
-    def get(self, config, account: str, resource: str, fingerprint: str) -> Optional[dict]:
+    def get(self, credentials, account: str, resource: str, fingerprint: str) -> Optional[dict]:
         with self._lock:
             entry = self._memory.get((account, resource))
         if self._usable(entry, fingerprint) or not self.persist:
             return entry if self._usable(entry, fingerprint) else None
         try:
-            stored = config.password(TOKEN_REALM, entry_name(account, resource), "token cache")
+            stored = credentials.password(TOKEN_REALM, entry_name(account, resource), "token cache")
             entry = json.loads(stored) if stored else None
         except (DefenderIpStatsError, ValueError):
             entry = None
@@ -74,16 +74,16 @@ class TokenStore:
             return entry
         return None
 
-    def put(self, config, account: str, resource: str, entry: dict, logger=None) -> None:
+    def put(self, credentials, account: str, resource: str, entry: dict, logger=None) -> None:
         with self._lock:
             self._memory[(account, resource)] = entry
-        self._store(config, account, resource, entry, logger)
+        self._store(credentials, account, resource, entry, logger)
 
     def last_forced(self, account: str, resource: str) -> float:
         with self._lock:
             return self._forced.get((account, resource), 0.0)
 
-    def discard(self, config, account: str, resource: str, token: str, logger=None) -> bool:
+    def discard(self, credentials, account: str, resource: str, token: str, logger=None) -> bool:
         """Forget ``token`` (refused with a 401), unless a 401 already forced a new token within the
         last minute. Returns whether it was forgotten, i.e. whether the next ``get`` makes a new one."""
         key = (account, resource)
@@ -96,7 +96,7 @@ class TokenStore:
                 return False
             self._forced[key] = now
             self._memory.pop(key, None)
-        self._store(config, account, resource, dict(entry, expires_at=0, forced_at=now), logger)
+        self._store(credentials, account, resource, dict(entry, expires_at=0, forced_at=now), logger)
         return True
 
     def forget(self, account: str) -> None:
@@ -104,11 +104,11 @@ class TokenStore:
             for key in [k for k in self._memory if k[0] == account]:
                 del self._memory[key]
 
-    def _store(self, config, account, resource, entry, logger):
+    def _store(self, credentials, account, resource, entry, logger):
         if not self.persist:
             return
         try:
-            config.store_password(TOKEN_REALM, entry_name(account, resource), json.dumps(entry))
+            credentials.store_password(TOKEN_REALM, entry_name(account, resource), json.dumps(entry))
         except Exception as error:  # the token still serves this request; the next one may ask again
             if logger is not None:
                 logger.warning("could not store the access token of account %s in the token cache: %s",
@@ -122,9 +122,9 @@ class AccountTokens:
     """One account's tokens for one resource ("api" or "graph"), the interface the API clients use:
     ``token()``, ``invalidate(stale)`` and the count of token ``requests`` made to Entra ID."""
 
-    def __init__(self, config, account, credential, scope: str, resource: str, session,
+    def __init__(self, credentials, account, credential, scope: str, resource: str, session,
                  store: TokenStore = STORE, logger=None):
-        self.config = config
+        self.credentials = credentials  # storage/passwords (a CredentialStore), where the token is kept
         self.account = account
         self.credential = credential
         self.scope = scope
@@ -138,7 +138,7 @@ class AccountTokens:
 
     def token(self) -> str:
         with self._lock:
-            entry = self.store.get(self.config, self.account.name, self.resource, self.fingerprint)
+            entry = self.store.get(self.credentials, self.account.name, self.resource, self.fingerprint)
             if entry is None:
                 entry = self._new_token()
             return entry["access_token"]
@@ -157,14 +157,14 @@ class AccountTokens:
         entry = {"access_token": token, "expires_at": issued + lifetime, "issued_at": issued,
                  "fingerprint": self.fingerprint,
                  "forced_at": self.store.last_forced(self.account.name, self.resource)}
-        self.store.put(self.config, self.account.name, self.resource, entry, self.logger)
+        self.store.put(self.credentials, self.account.name, self.resource, entry, self.logger)
         return entry
 
     def invalidate(self, stale: str = None) -> None:
         with self._lock:
             if stale is None:
                 return
-            if not self.store.discard(self.config, self.account.name, self.resource, stale, self.logger) \
+            if not self.store.discard(self.credentials, self.account.name, self.resource, stale, self.logger) \
                     and self.logger is not None:
                 self.logger.warning("account %s: Microsoft refused the access token (401) again within a minute "
                                     "of the last forced refresh; no new token before that minute has passed",

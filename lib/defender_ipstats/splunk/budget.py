@@ -108,6 +108,16 @@ class SlidingWindowLimiter:
                 del self._stamps[index]
                 bisect.insort(self._stamps, max(stamp, self.clock()))
 
+    def release(self) -> None:
+        stamp = getattr(self._mine, "stamp", None)
+        self._mine.stamp = None
+        if stamp is None:
+            return
+        with self._lock:
+            index = bisect.bisect_left(self._stamps, stamp)
+            if index < len(self._stamps) and self._stamps[index] == stamp:
+                del self._stamps[index]
+
     def available_in(self) -> float:
         with self._lock:
             now = self.clock()
@@ -126,6 +136,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS calls_by_time ON calls (at);
 CREATE TABLE IF NOT EXISTS pause (id INTEGER PRIMARY KEY CHECK (id = 1), until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS label (id INTEGER PRIMARY KEY CHECK (id = 1), text TEXT NOT NULL);
 """
 
 
@@ -141,8 +152,9 @@ class SharedWindowLimiter:
     """
 
     def __init__(self, path: str, limits: Iterable[Tuple[int, float]], clock=time.time,
-                 busy_timeout: float = BUSY_TIMEOUT, logger: logging.Logger = None):
+                 busy_timeout: float = BUSY_TIMEOUT, logger: logging.Logger = None, label: str = ""):
         self.path = path
+        self.label = label  # whose budget this is (a user's share), for the setup page's figures
         self.limits = normalised_limits(limits)
         self.clock = clock
         self.busy_timeout = busy_timeout
@@ -152,8 +164,9 @@ class SharedWindowLimiter:
         self._mine = threading.local()
         self._local_pause = float("-inf")  # a pause that could not be written is still kept by this process
         self._troubled = False
-        with self._transaction():  # create the file and schema now: an unusable place fails here
-            pass
+        with self._transaction() as db:  # create the file and schema now: an unusable place fails here
+            if label:
+                db.execute("INSERT OR REPLACE INTO label (id, text) VALUES (1, ?)", (label,))
 
     # -- SQLite ---------------------------------------------------------------------
     def _connect(self):
@@ -263,6 +276,17 @@ class SharedWindowLimiter:
         except sqlite3.Error as error:  # the call keeps its earlier stamp: a little less margin
             self._trouble(error)
 
+    def release(self) -> None:
+        ticket = getattr(self._mine, "ticket", None)
+        self._mine.ticket = None
+        if ticket is None:
+            return
+        try:
+            with self._transaction() as db:
+                db.execute("DELETE FROM calls WHERE rowid = ?", (ticket,))
+        except sqlite3.Error as error:  # the place stays counted: a little less budget, never more
+            self._trouble(error)
+
     def available_in(self) -> float:
         try:
             with self._transaction() as db:
@@ -295,6 +319,10 @@ def state_folder(splunk_home: str) -> str:
     return os.path.join(splunk_home, "var", "run", APP_NAME)
 
 
+def state_file_name(api: str, registration: str) -> str:
+    return "ratelimit-%s-%s.sqlite" % (api, registration)
+
+
 def registration_key(tenant_id: str, client_id: str) -> str:
     """Names the state of one app registration in one tenant: Microsoft's unit for the quota.
 
@@ -306,7 +334,7 @@ def registration_key(tenant_id: str, client_id: str) -> str:
 
 
 def host_limiter(api: str, tenant_id: str, client_id: str, limits: Iterable[Tuple[int, float]],
-                 splunk_home: str = None, logger: logging.Logger = None):
+                 splunk_home: str = None, logger: logging.Logger = None, label: str = ""):
     """The limiter every search on this host shares for ``api`` (e.g. ``ipstats``) and one registration.
 
     Without ``$SPLUNK_HOME``, or when its state folder cannot be used, the search keeps to the
@@ -316,10 +344,10 @@ def host_limiter(api: str, tenant_id: str, client_id: str, limits: Iterable[Tupl
     splunk_home = splunk_home if splunk_home is not None else os.environ.get("SPLUNK_HOME")
     if splunk_home:
         folder = state_folder(splunk_home)
-        path = os.path.join(folder, "ratelimit-%s-%s.sqlite" % (api, registration_key(tenant_id, client_id)))
+        path = os.path.join(folder, state_file_name(api, registration_key(tenant_id, client_id)))
         try:
             os.makedirs(folder, exist_ok=True)
-            return SharedWindowLimiter(path, limits, logger=logger)
+            return SharedWindowLimiter(path, limits, logger=logger, label=label)
         except (OSError, sqlite3.Error) as error:
             logger.warning("cannot share the API budget with other searches through %s (%s); "
                            "this search keeps to it alone", path, error)

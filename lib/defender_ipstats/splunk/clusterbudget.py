@@ -11,8 +11,7 @@ enforces, with no boundary effect: of any ``count + 1`` calls, two have numbers 
 ``count`` apart, and the checks along the numbers between them put at least ``seconds`` between
 the two. Design and limits: docs/cluster-budget.md.
 
-``ClusterWindowLimiter`` has the interface of ``ratelimit``'s limiters (``try_acquire``,
-``completed``, ``pause_for``, ``available_in``); ``budget_for`` picks the limiter for this server.
+``ClusterWindowLimiter`` is a ``core.contract.Limiter``; ``budget_for`` picks the limiter for this server.
 """
 
 import logging
@@ -36,8 +35,7 @@ RESERVE_TTL = 15.0
 LOOKAHEAD = 32
 # Slots are deleted this long after they stop counting in every window (now and then, by any member).
 CLEANUP_EVERY = 60.0
-# A member that lost a number to another waits up to this long (at random) before reading again,
-# instead of chasing the winner number by number (each a 409).
+# A member that lost a number waits up to this long (at random) before reading again, not chasing the winner.
 CONFLICT_BACKOFF = 0.05
 # A member that fell back to its share tries the KV store again this often.
 PROBE_EVERY = 30.0
@@ -57,8 +55,9 @@ class ClusterWindowLimiter:
 
     def __init__(self, store: SlotStore, budget: str, limits: Iterable[Tuple[int, float]], host, members: int,
                  clock: Callable[[], float] = time.time, logger: Optional[logging.Logger] = None,
-                 say: Optional[Callable[[str, str], None]] = None, max_batch: int = MAX_BATCH):
+                 say: Optional[Callable[[str, str], None]] = None, max_batch: int = MAX_BATCH, label: str = ""):
         self.store = store
+        self.label = label  # whose budget this is (a user's share): on every slot, for the setup page
         self.budget = budget
         self.limits = normalised_limits(limits)
         self.longest = self.limits[-1][1] if self.limits else 0.0
@@ -97,8 +96,9 @@ class ClusterWindowLimiter:
         return self.budget + "|handover"
 
     def _slot(self, number: int, stamp: float) -> dict:
-        return {"_key": self._key(number), "budget": self.budget, "n": number, "at": stamp,
+        slot = {"_key": self._key(number), "budget": self.budget, "n": number, "at": stamp,
                 "expires": stamp + self.longest + SLACK}
+        return dict(slot, user=self.label) if self.label else slot
 
     @property
     def on_share(self) -> bool:
@@ -152,6 +152,18 @@ class ClusterWindowLimiter:
                 return
             try:
                 self.store.save([self._slot(number, now)])
+            except BudgetStoreUnavailable as error:
+                self._fall_back(error)
+
+    def release(self) -> None:
+        """The slot taken was not used: its document goes (if the KV store fails, it stays counted)."""
+        slot, self._mine.slot = getattr(self._mine, "slot", None), None
+        self.host.release()
+        with self._lock:
+            if slot is None or self._fallen_back:
+                return
+            try:
+                self.store.delete({"_key": self._key(slot[0])})
             except BudgetStoreUnavailable as error:
                 self._fall_back(error)
 
@@ -369,18 +381,20 @@ def _span(seconds: float) -> str:
 # -- which budget for this server -----------------------------------------------------------
 def budget_for(api: str, tenant_id: str, client_id: str, limits: Sequence[Tuple[int, float]], service,
                splunk_home: Optional[str] = None, logger: Optional[logging.Logger] = None,
-               say: Optional[Callable[[str, str], None]] = None):
+               say: Optional[Callable[[str, str], None]] = None, max_batch: Optional[int] = None,
+               label: str = ""):
     """The limiter for ``api`` and one app registration on this server.
 
     On a search head cluster member: the budget every member shares in the KV store, with this
     member's share on the host (every limit divided by the number of members) as the fallback.
-    Elsewhere: the host's budget, exactly as ``ratelimit.host_limiter``.
+    Elsewhere: the host's budget, exactly as ``ratelimit.host_limiter``. ``max_batch``: 1 for a user's share.
     """
     logger = logger or logging.getLogger("defender_ipstats")
     members = cluster_members(service, logger) if service is not None else 0
     if not members:
-        return host_limiter(api, tenant_id, client_id, limits, splunk_home=splunk_home, logger=logger)
+        return host_limiter(api, tenant_id, client_id, limits, splunk_home=splunk_home, logger=logger, label=label)
     share = [(max(1, int(count) // members), seconds) for count, seconds in limits]
     host = host_limiter(api + "-member-share", tenant_id, client_id, share, splunk_home=splunk_home, logger=logger)
     budget = "%s|%s" % (api, registration_key(tenant_id, client_id))
-    return ClusterWindowLimiter(SlotStore(service), budget, limits, host, members, logger=logger, say=say)
+    return ClusterWindowLimiter(SlotStore(service), budget, limits, host, members, logger=logger, say=say,
+                                max_batch=max_batch or MAX_BATCH, label=label)

@@ -8,7 +8,6 @@ from .. import APP_NAME
 from ..core.accounts import AccountDirectory
 from ..core.errors import SplunkdError
 from ..core.settings import Settings
-from .passwords import CredentialStore
 from .rest import get_json, http_status, rest_failure
 
 SETTINGS_CONF = "defenderipstats"
@@ -102,9 +101,3 @@ class ConfStore:
             return self.stanza("server", "proxyConfig")
         except (KeyError, binding.HTTPError):
             return {}
-
-
-
-
-class SplunkdConfig(ConfStore, CredentialStore):
-    """Both stores of the app on one splunkd session: what the service's handlers are given."""
