@@ -52,6 +52,7 @@ class Settings:
     # hour is the older Defender for Endpoint API's figure, kept as a cautious hourly cap.
     hunting_rate_per_minute: int = 45
     hunting_rate_per_hour: int = 1500
+    alert_indexes: str = "main"  # as written: core.alert_indexes parses it, for the alert action only
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -84,6 +85,7 @@ class Settings:
             hunting_rate_per_hour=parse_int(
                 "hunting_rate_per_hour", get("hunting_rate_per_hour", defaults.hunting_rate_per_hour),
                 1, 1_000_000, where=where),
+            alert_indexes=str(get("alert_indexes", defaults.alert_indexes)).strip(),
         )
 
 
