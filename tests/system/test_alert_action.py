@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from defender_ipstats.search import alert, cam
+from defender_ipstats.search import alert, alert_service, cam
 from harness import APP, APP_ROOT, COMMAND_PYTHON
 from standins import dataset
 from standins.splunkd import parse_conf_file
@@ -291,7 +291,7 @@ class ScriptedService:
         self.forms = []
 
     def post(self, path, owner=None, app=None, **form):
-        assert path == alert.LOOKUP_PATH and owner == "nobody" and app == APP
+        assert path == alert_service.LOOKUP_PATH and owner == "nobody" and app == APP
         self.forms.append(form)
         body = json.dumps(self.answers.pop(0)).encode("utf-8")
 
@@ -317,7 +317,7 @@ def test_the_client_asks_again_for_pending_ips_and_stops_at_its_deadline():
                                                                "192.0.2.3": _stats("192.0.2.3")}, "pending": []},
     ])
     sleeps = []
-    client = alert.LookupService(service, config, sleep=sleeps.append)
+    client = alert_service.LookupService(service, config, sleep=sleeps.append)
     results, pending = client.resolve(["192.0.2.1", "192.0.2.2", "192.0.2.3"])
     assert set(results) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"} and pending == []
     assert [f["ips"] for f in service.forms] == ["192.0.2.1,192.0.2.2,192.0.2.3", "192.0.2.2,192.0.2.3",
@@ -328,7 +328,7 @@ def test_the_client_asks_again_for_pending_ips_and_stops_at_its_deadline():
     # A service that never finishes: the client stops at its deadline and reports the rest pending.
     now = [0.0]
     never = ScriptedService([{"results": {}, "pending": ["192.0.2.9"]}] * 50)
-    client = alert.LookupService(never, config, clock=lambda: now[0],
+    client = alert_service.LookupService(never, config, clock=lambda: now[0],
                                  sleep=lambda s: now.__setitem__(0, now[0] + 30))
     results, pending = client.resolve(["192.0.2.9"], deadline_s=100)
     assert results == {} and pending == ["192.0.2.9"] and len(never.forms) == 4
@@ -339,7 +339,7 @@ def test_more_than_5000_ips_go_in_requests_of_at_most_5000():
     ips = ["10.%d.%d.%d" % (i // 65536, (i // 256) % 256, i % 256) for i in range(12000)]
     service = ScriptedService([{"results": {ip: _stats(ip) for ip in chunk}, "pending": []}
                                for chunk in (ips[:5000], ips[5000:10000], ips[10000:])])
-    results, pending = alert.LookupService(service, config).resolve(ips)
+    results, pending = alert_service.LookupService(service, config).resolve(ips)
     assert len(results) == 12000 and not pending
     assert [len(f["ips"].split(",")) for f in service.forms] == [5000, 5000, 2000]
 

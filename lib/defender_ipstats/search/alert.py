@@ -23,38 +23,32 @@ import os
 import re
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from splunklib import binding
-
-from .. import APP_NAME
-from ..core.alert_indexes import INDEX_NAME, parse_alert_indexes
-from ..core.errors import ConfigurationError
+from ..core.alert_indexes import INDEX_NAME
 from ..core.lookup import normalise_ip
 from ..splunk.rest import connect
 from . import cam
 from .alert_results import READ_ERRORS, ResultRow, read_results
+from .alert_service import (
+    DEADLINE_S,
+    EXIT_CONFIGURATION,
+    EXIT_FAILED,
+    EXIT_OK,
+    ActionError,
+    LookupService,
+    allowed_indexes,
+    short_error,
+)
 
 ACTION_NAME = "defenderipstats_alert"
 SOURCETYPE = "defenderipstats:enrichment"
-LOOKUP_PATH = "defenderipstats/lookup"
-MAX_IPS_PER_REQUEST = 5000  # the service's limit per request
 MAX_IPS = 50000             # per alert: a larger result set is cut, with a warning
-DEADLINE_S = 240            # inside alert_actions.conf maxtime (5 min), with room to write events
 BACKENDS = ("ipstats", "hunting", "auto")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIGURATION = 0, 1, 2
 
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,199}")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-
-
-class ActionError(Exception):
-    """A failure to report as one line in splunkd.log; ``exit_code`` says what kind."""
-
-    def __init__(self, text: str, exit_code: int = EXIT_FAILED):
-        super().__init__(text)
-        self.exit_code = exit_code
 
 
 class Config:
@@ -128,89 +122,12 @@ def field_values(results_file: str, field: str, invocation: cam.Invocation) -> L
     try:
         rows, columns = read_results(results_file, field, invocation)
     except READ_ERRORS as error:
-        raise ActionError("Could not read the search results (%s): %s" % (results_file, _short(error)))
+        raise ActionError("Could not read the search results (%s): %s" % (results_file, short_error(error)))
     if rows and field not in columns:
         raise ActionError("The results have no field %r (param.field); they have: %s."
                           % (field, ", ".join(c for c in columns if not c.startswith("__mv_"))[:300]),
                           EXIT_CONFIGURATION)
     return rows
-
-
-# -- the lookup service -----------------------------------------------------------------------------
-class LookupService:
-    """The app's privileged lookup endpoint, called with the alert owner's session key."""
-
-    def __init__(self, service, config: Config, clock=time.monotonic, sleep=time.sleep):
-        self.service = service
-        self.config = config
-        self.clock = clock
-        self.sleep = sleep
-        self.requests = 0
-        self.account = config.account
-        self.lookback_hours = config.lookback_hours
-        self.messages: List[Tuple[str, str]] = []
-
-    def _post(self, ips: List[str], max_wait: int) -> dict:
-        # No sid: the service uses it to stop work for a cancelled search, and the triggering
-        # search of an alert has finished (its job may even be gone) by the time the action runs.
-        form = {"account": self.config.account, "backend": self.config.backend, "cache": "use",
-                "ips": ",".join(ips), "max_wait": str(max_wait), "output_mode": "json"}
-        if self.config.lookback_hours is not None:
-            form["lookback_hours"] = str(self.config.lookback_hours)
-        self.requests += 1
-        try:
-            response = self.service.post(LOOKUP_PATH, owner="nobody", app=APP_NAME, **form)
-            return json.loads(response.body.read().decode("utf-8"))
-        except binding.HTTPError as error:
-            raise ActionError(_service_error(error), EXIT_CONFIGURATION if error.status in (400, 403) else EXIT_FAILED)
-        except (OSError, ValueError) as error:
-            raise ActionError("The app's lookup service did not answer: %s" % _short(error))
-
-    def resolve(self, ips: List[str], deadline_s: float = DEADLINE_S) -> Tuple[Dict[str, dict], List[str]]:
-        """(results by IP, IPs still pending at the deadline). Asks again for ``pending`` IPs."""
-        results: Dict[str, dict] = {}
-        todo = list(ips)
-        end = self.clock() + deadline_s
-        while todo:
-            left = end - self.clock()
-            if left <= 0:
-                break
-            batch, todo = todo[:MAX_IPS_PER_REQUEST], todo[MAX_IPS_PER_REQUEST:]
-            answer = self._post(batch, int(max(0, min(self.config.max_wait, left))))
-            self.account = answer.get("account") or self.account
-            self.lookback_hours = answer.get("lookback_hours") or self.lookback_hours
-            for level, text in answer.get("messages") or []:
-                if (level, text) not in self.messages:
-                    self.messages.append((str(level), str(text)))
-            for ip, stats in (answer.get("results") or {}).items():
-                if ip in batch and isinstance(stats, dict):
-                    results[ip] = stats
-            pending = [ip for ip in answer.get("pending") or [] if ip in batch and ip not in results]
-            if pending:
-                todo = pending + todo
-                if not answer.get("results"):
-                    self.sleep(min(1.0, max(0.0, end - self.clock())))  # nothing done: no busy loop
-        return results, [ip for ip in ips if ip not in results]
-
-
-def _service_error(error) -> str:
-    status = getattr(error, "status", 0)
-    if status == 404:
-        return ("The app's lookup service is not loaded (splunkd answered 404 for %s): restart Splunk after "
-                "installing or upgrading TA-defender-ipstats." % LOOKUP_PATH)
-    try:
-        body = json.loads(error.body.decode("utf-8") if isinstance(error.body, bytes) else error.body)
-        text = body.get("error") or ""
-        if not text and body.get("messages"):
-            text = body["messages"][0].get("text", "")
-    except (AttributeError, TypeError, ValueError, IndexError):
-        text = ""
-    if status == 401:
-        return "splunkd rejected the alert's session key (401)."
-    if status == 403:
-        return ("The alert's owner may not use the Defender accounts (403): give the owner the role "
-                "defenderipstats_user (capability defenderipstats_use). %s" % text).strip()
-    return "The app's lookup service answered %s: %s" % (status, text or _short(error))
 
 
 # -- result events -----------------------------------------------------------------------------------
@@ -240,22 +157,6 @@ def result_events(ips: List[str], first_rows: Dict[str, ResultRow], results: Dic
 
 def _action_status(status: str) -> str:
     return "success" if status in ("found", "not_seen") else "failure"
-
-
-def allowed_indexes(service, config: Config) -> Tuple[str, ...]:
-    """``alert_indexes`` of the app's settings, read from the app's service as the alert's owner."""
-    try:
-        response = service.get(LOOKUP_PATH, owner="nobody", app=APP_NAME, account=config.account,
-                               output_mode="json")
-        settings = json.loads(response.body.read().decode("utf-8")).get("settings") or {}
-    except binding.HTTPError as error:
-        raise ActionError(_service_error(error), EXIT_CONFIGURATION if error.status in (400, 403) else EXIT_FAILED)
-    except (OSError, ValueError, AttributeError) as error:
-        raise ActionError("The app's lookup service did not answer: %s" % _short(error))
-    try:
-        return parse_alert_indexes(settings.get("alert_indexes"))
-    except ConfigurationError as error:
-        raise ActionError(str(error), EXIT_CONFIGURATION)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -330,7 +231,7 @@ def _run(argv, stdin, stderr, connect, clock, splunk_home, logs) -> int:
             cam.write_stash(home, events, config.index, invocation.server_host, source, clock)
         except OSError as error:
             raise ActionError("Could not write the result events to $SPLUNK_HOME/var/spool/splunk: %s"
-                              % _short(error))
+                              % short_error(error))
         for row in rows:
             status_log.write(logging.INFO, _row_status(invocation, row, results, config.field))
         status_log.write(logging.INFO, invocation.message("Successfully created splunk events", status="success",
@@ -347,7 +248,7 @@ def _run(argv, stdin, stderr, connect, clock, splunk_home, logs) -> int:
         code = error.exit_code
         failure = str(error)
     except Exception as error:  # one line, never a traceback in splunkd.log
-        failure = "Unexpected failure: %s: %s" % (type(error).__name__, _short(error))
+        failure = "Unexpected failure: %s: %s" % (type(error).__name__, short_error(error))
         say("ERROR", failure)
         code = EXIT_FAILED
     if status_log is not None and invocation is not None:
@@ -369,8 +270,3 @@ def _row_status(invocation: cam.Invocation, row: ResultRow, results: Dict[str, d
 def main(argv=None) -> int:
     return run(sys.argv if argv is None else argv, io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"),
                sys.stderr, connect)
-
-
-def _short(error) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
