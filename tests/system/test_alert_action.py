@@ -29,6 +29,8 @@ from standins.splunkd import parse_conf_file
 from users import ANALYST, add_analyst_and_plain_user
 
 SCRIPT = os.path.join(APP_ROOT, "bin", "defenderipstats_alert.py")
+CIM_APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "fixtures",
+                       "Splunk_SA_CIM")
 STANZA = "defenderipstats_alert"
 
 
@@ -74,8 +76,11 @@ class AlertRun:
 
 
 def run_alert(splunkd, tmp_path, configuration, rows, username="admin", payload_overrides=None,
-              argv=("--execute",), raw_stdin=None, python=COMMAND_PYTHON, sid=None):
-    """Run the alert action as splunkd does for a triggered alert of ``username``."""
+              argv=("--execute",), raw_stdin=None, python=COMMAND_PYTHON, sid=None, with_cim=True):
+    """Run the alert action as splunkd does for a triggered alert of ``username``, on a search head with
+    Splunk_SA_CIM (unless ``with_cim`` is false)."""
+    if with_cim:
+        splunkd.add_app("Splunk_SA_CIM", CIM_APP)
     sid = sid or "scheduler__%s__search__RMD5a1b2c3d4e5f6_at_1764201600_%d" % (
         username, int(time.time() * 1000) % 100000)
     os.makedirs(spool(tmp_path), exist_ok=True)  # Splunk's own folder: the action does not make it
@@ -422,6 +427,14 @@ def test_an_index_not_in_alert_indexes_is_refused_and_nothing_is_written(app, tm
     assert [r.method for r in lookup_requests(app.splunkd)] == ["GET"]  # the settings only: no lookup spent
     last = parsed_status(tmp_path)[-1]
     assert (last["action_status"], last["signature"], last["_level"]) == ("failure", error, "ERROR")
+
+
+def test_without_splunk_sa_cim_nothing_is_written(app, tmp_path):
+    """Without the add-on that declares stash_common_action_model, splunkd would index the file as text."""
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest"}, [{"dest": dataset.ips(1, seed=157)[0]}],
+                    with_cim=False)
+    assert_one_clean_error(run, "Splunk_SA_CIM", "Nothing was written")
+    assert stash_files(tmp_path) == [] and lookup_requests(app.splunkd) == []
 
 
 def test_status_lines_parse_as_incident_review_reads_them(app, tmp_path):

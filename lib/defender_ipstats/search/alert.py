@@ -38,6 +38,7 @@ from .alert_service import (
     ActionError,
     LookupService,
     allowed_indexes,
+    require_cim,
     short_error,
 )
 
@@ -214,6 +215,7 @@ def _run(argv, stdin, stderr, connect, clock, splunk_home, logs) -> int:
             status_log.write(logging.INFO, invocation.message(text, status="success"))
             return EXIT_OK
         service = connect(payload["server_uri"], payload["session_key"])
+        require_cim(service)
         indexes = allowed_indexes(service, config)
         if config.index not in indexes:
             raise ActionError("The alert action may not write to index %r: an admin allows only %s "

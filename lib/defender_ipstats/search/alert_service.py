@@ -13,6 +13,7 @@ from ..core.alert_indexes import parse_alert_indexes
 from ..core.errors import ConfigurationError
 
 LOOKUP_PATH = "defenderipstats/lookup"
+CAM_SOURCETYPE = "configs/conf-props/stash_common_action_model"
 MAX_IPS_PER_REQUEST = 5000  # the service's limit per request
 DEADLINE_S = 240            # inside alert_actions.conf maxtime (5 min), with room to write events
 
@@ -117,6 +118,23 @@ def allowed_indexes(service, config) -> Tuple[str, ...]:
         return parse_alert_indexes(settings.get("alert_indexes"))
     except ConfigurationError as error:
         raise ActionError(str(error), EXIT_CONFIGURATION)
+
+
+def require_cim(service) -> None:
+    """Splunk_SA_CIM declares the batch input and the sourcetype that index the stash files. Without it,
+    splunkd's catch-all input of the spool folder would index them as plain text, wherever it puts
+    such files: so the action refuses to write."""
+    try:
+        service.get(CAM_SOURCETYPE, owner="nobody", app=APP_NAME, output_mode="json")
+    except binding.HTTPError as error:
+        if error.status == 404:
+            raise ActionError("Splunk_SA_CIM (the Common Information Model add-on, part of Enterprise Security) is "
+                              "not installed on this search head: it indexes the action's events (sourcetype "
+                              "stash_common_action_model). Nothing was written.", EXIT_CONFIGURATION)
+        raise ActionError("Could not check that Splunk_SA_CIM is installed (configs/conf-props answered %s)."
+                          % error.status)
+    except OSError as error:
+        raise ActionError("Could not check that Splunk_SA_CIM is installed: %s" % short_error(error))
 
 
 def short_error(error) -> str:
