@@ -485,3 +485,18 @@ def test_the_run_function_never_prints_a_traceback_on_unexpected_failures(tmp_pa
                      splunk_home=str(tmp_path / "splunk_home"))
     assert code == alert.EXIT_FAILED
     assert err.getvalue().splitlines() == ["ERROR Unexpected failure: RuntimeError: boom"]
+
+
+def test_a_status_log_that_cannot_be_written_is_one_warning_in_splunkd_log(tmp_path):
+    home = tmp_path / "splunk_home"
+    (home / "var" / "log").mkdir(parents=True)
+    (home / "var" / "log" / "splunk").write_text("not a folder")
+    path = str(tmp_path / "results.csv.gz")
+    write_results(path, [{"dest": "intranet"}])
+    payload = {"session_key": "k", "server_uri": "http://127.0.0.1:1", "results_file": path,
+               "configuration": {"field": "dest"}}
+    err = io.StringIO()
+    code = alert.run(["x", "--execute"], io.StringIO(json.dumps(payload)), err, None, splunk_home=str(home))
+    lines = err.getvalue().splitlines()
+    assert code == alert.EXIT_OK and "Traceback" not in err.getvalue()
+    assert lines[-1].startswith("WARN The action's status log: could not write ") and len(lines) == 2, lines

@@ -169,6 +169,8 @@ def run(argv: List[str], stdin, stderr, connect, clock=time.time, splunk_home: O
     finally:
         for status_log in logs:
             status_log.close()
+            if status_log.failure:  # Incident Review will not show this run: say so where splunkd logs
+                stderr.write("WARN The action's status log: %s.\n" % status_log.failure)
 
 
 def _run(argv, stdin, stderr, connect, clock, splunk_home, logs) -> int:
