@@ -214,6 +214,10 @@ def test_the_action_is_declared_for_alerts_and_for_enterprise_security():
     cam = json.loads(stanza["param._cam"])
     assert cam["supports_adhoc"] is True and cam["field_name_params"] == ["param.field"]
     assert {"category", "task", "subject", "technology"} <= set(cam)
+    # The spec's drilldown tokens: $sid$ and $rid$ are the action's events' orig_sid and orig_rid.
+    assert re.search(r"orig_sid%3D%22\$sid\$%22.*orig_rid%3D%22\$rid\$%22", cam["drilldown_uri"])
+    assert "$orig_sid$" not in cam["drilldown_uri"] and "sourcetype%3D%22defenderipstats%3Aenrichment" in cam[
+        "drilldown_uri"]
     html = open(os.path.join(APP_ROOT, "default", "data", "ui", "alerts", STANZA + ".html"), encoding="utf-8").read()
     params = set(re.findall(r'name="action\.%s\.param\.(\w+)"' % STANZA, html))
     spec = open(os.path.join(APP_ROOT, "README", "alert_actions.conf.spec"), encoding="utf-8").read()
