@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Entry point splunkd runs for the alert action "Defender IP statistics" (alert_actions.conf
 [defenderipstats_alert]): ``python defenderipstats_alert.py --execute`` with the JSON payload on
-stdin. Wiring only; the logic is in lib/defender_ipstats/alert.py."""
+stdin. Wiring only; the logic is in lib/defender_ipstats/search/alert.py."""
 
 import os
 import sys

@@ -531,26 +531,3 @@ def test_persistent_rest_handler_protocol_capabilities_and_system_session(tmp_pa
         standin.stop_handlers()
         status, third = post("e")
         assert third["count"] == 1 and third["pid"] != first["pid"] and standin.handler_starts == 2
-
-
-# ------------------------------------------------------------------ receivers/simple
-
-def test_receivers_simple_keeps_the_raw_body_with_the_url_arguments(standin):
-    key = standin.new_session_key("admin")
-    body = '{"a": "x=1&index=wrong"}\n{"b": 2}\n'
-    status, ctype, text = raw(standin, "POST", "/services/receivers/simple",
-                              params={"index": "sec", "sourcetype": "st:one", "source": "src", "output_mode": "json"},
-                              body=body, headers={"Content-Type": "text/plain"}, key=key)
-    assert status == 200 and ctype.startswith("application/json")
-    assert json.loads(text) == {"index": "sec", "bytes": len(body), "host": standin.server_name, "source": "src",
-                                "sourcetype": "st:one"}
-    [record] = standin.received
-    assert record["body"] == body and record["index"] == "sec" and record["username"] == "admin"
-    status, _, _ = raw(standin, "GET", "/services/receivers/simple", key=key)
-    assert status == 405
-
-
-def test_receivers_simple_needs_edit_tcp(standin):
-    status, _, text = raw(standin, "POST", "/services/receivers/simple", params={"index": "main"}, body="x\n",
-                          key=standin.new_session_key("analyst"))
-    assert status == 403 and "edit_tcp" in text and standin.received == []

@@ -5,8 +5,10 @@ payload to its stdin (payload_format = json) and logs each stderr line to splunk
 sendmodalert); the triggering search's results are a gzipped CSV (``results_file``) in which a
 multivalue field also has a ``__mv_<field>`` column (``$a$;$b$``, ``$$`` for ``$``). Exit status 0 is
 success. (Splunk docs: "Create a custom alert action script", "Custom alert action configuration
-payload".) The action here talks to the splunkd stand-in over real HTTP: the app's lookup service
-(the lead's persistent REST handler) for the IPs, receivers/simple for the events.
+payload".) The action here talks to the splunkd stand-in over real HTTP, to the app's lookup service
+(the persistent REST handler) for the settings and the IPs. Its events are stash files in
+$SPLUNK_HOME/var/spool/splunk, read back here as Splunk_SA_CIM's batch input, props and transforms
+for ``stash_common_action_model`` index them; its status lines are read as Incident Review reads them.
 """
 
 import csv
@@ -20,13 +22,15 @@ import time
 
 import pytest
 
-from defender_ipstats.search import alert
-from defender_ipstats.splunk.rest import connect
+from defender_ipstats.search import alert, alert_service, cam
 from harness import APP, APP_ROOT, COMMAND_PYTHON
 from standins import dataset
 from standins.splunkd import parse_conf_file
+from users import ANALYST, add_analyst_and_plain_user
 
 SCRIPT = os.path.join(APP_ROOT, "bin", "defenderipstats_alert.py")
+CIM_APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "fixtures",
+                       "Splunk_SA_CIM")
 STANZA = "defenderipstats_alert"
 
 
@@ -72,9 +76,14 @@ class AlertRun:
 
 
 def run_alert(splunkd, tmp_path, configuration, rows, username="admin", payload_overrides=None,
-              argv=("--execute",), raw_stdin=None, python=COMMAND_PYTHON):
-    """Run the alert action as splunkd does for a triggered alert of ``username``."""
-    sid = "scheduler__%s__search__RMD5a1b2c3d4e5f6_at_1764201600_%d" % (username, int(time.time() * 1000) % 100000)
+              argv=("--execute",), raw_stdin=None, python=COMMAND_PYTHON, sid=None, with_cim=True):
+    """Run the alert action as splunkd does for a triggered alert of ``username``, on a search head with
+    Splunk_SA_CIM (unless ``with_cim`` is false)."""
+    if with_cim:
+        splunkd.add_app("Splunk_SA_CIM", CIM_APP)
+    sid = sid or "scheduler__%s__search__RMD5a1b2c3d4e5f6_at_1764201600_%d" % (
+        username, int(time.time() * 1000) % 100000)
+    os.makedirs(spool(tmp_path), exist_ok=True)  # Splunk's own folder: the action does not make it
     dispatch = os.path.join(str(tmp_path), "splunk_home", "var", "run", "splunk", "dispatch", sid)
     os.makedirs(dispatch, exist_ok=True)
     results_file = os.path.join(dispatch, "results.csv.gz")
@@ -102,7 +111,9 @@ def run_alert(splunkd, tmp_path, configuration, rows, username="admin", payload_
     stdin = raw_stdin if raw_stdin is not None else json.dumps(payload)
     completed = subprocess.run([python, SCRIPT] + list(argv), input=stdin, capture_output=True, text=True,
                                env=env, cwd=dispatch, timeout=300)
-    return AlertRun(completed, sid)
+    run = AlertRun(completed, sid)
+    run.session_key = payload["session_key"]
+    return run
 
 
 def lookup_requests(splunkd):
@@ -118,6 +129,81 @@ def assert_one_clean_error(run, *fragments):
     return errors[0]
 
 
+def spool(tmp_path):
+    return os.path.join(str(tmp_path), "splunk_home", "var", "spool", "splunk")
+
+
+def stash_files(tmp_path):
+    folder = spool(tmp_path)
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+# What Splunk_SA_CIM declares for stash_common_action_model (inputs.conf: a batch input for
+# ...stash_common_action_model; props.conf: HEADER_MODE = firstline, this LINE_BREAKER, TIME_PREFIX the
+# id line, MAX_TIMESTAMP_LOOKAHEAD = 25; transforms.conf: orig_action_name, orig_sid, orig_rid as
+# indexed fields from the id line, the sourcetype from it, then the id line dropped from _raw).
+CAM_LINE_BREAKER = re.compile(r"(\r?\n==##~~##~~  1E8N3D4E6V5E7N2T9 ~~##~~##==\r?\n)")
+CAM_HEADER = re.compile(r"\*{3}SPLUNK\*{3} (.*)")
+CAM_IDLINE = re.compile(r"(?s)^\*{3}Common\sAction\sModel\*{3}([^\n]+)\n(.*)")
+CAM_ID_FIELD = r"\*{3}Common\sAction\sModel\*{3}.*%s=\"([^\"]+)"
+KV_PAIR = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _unescape(value):
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def indexed_stash(tmp_path):
+    """The events Splunk makes of the stash files in the spool folder, with their index-time and
+    search-time (KV_MODE = auto) fields, in the order written."""
+    events = []
+    for name in stash_files(tmp_path):
+        assert re.fullmatch(r"\d{10}_\d+\.stash_common_action_model", name), name
+        text = open(os.path.join(spool(tmp_path), name), encoding="utf-8").read()
+        chunks = CAM_LINE_BREAKER.split(text)[::2]
+        header = CAM_HEADER.fullmatch(chunks[0])
+        assert header and "\n" not in chunks[0], chunks[0]
+        meta = dict(re.findall(r'(\w+)="([^"]*)"', header.group(1)))
+        for chunk in chunks[1:]:
+            idline = CAM_IDLINE.match(chunk)
+            assert idline, chunk[:200]
+            event = dict(meta)
+            for key in ("orig_action_name", "orig_sid", "orig_rid", "sourcetype"):
+                found = re.search(CAM_ID_FIELD % key, chunk.split("\n", 1)[0])
+                if found:
+                    event[key] = found.group(1)
+            raw = idline.group(2)
+            stamp = re.match(r"\d{10}(\.\d+)?", raw[:25])
+            assert stamp, raw[:50]
+            event["_time"] = float(stamp.group(0))
+            event["_raw"] = raw
+            event["fields"] = {k: _unescape(v) for k, v in KV_PAIR.findall(raw)}
+            events.append(event)
+    return events
+
+
+def status_log(tmp_path):
+    path = os.path.join(str(tmp_path), "splunk_home", "var", "log", "splunk", "defenderipstats_alert_modalert.log")
+    return open(path, encoding="utf-8").read().splitlines() if os.path.exists(path) else []
+
+
+# A modalert log line as Splunk_SA_CIM's Incident Review views read it (sourcetype
+# modular_alerts:<action>, KV extraction of the sendmodaction pairs).
+STATUS_LINE = re.compile(r'^(?P<time>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\+0000) '
+                         r'(?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) '
+                         r'sendmodaction - (?P<pairs>\w+="(?:[^"\\]|\\.)*"(?: \w+="(?:[^"\\]|\\.)*")*)$')
+
+
+def parsed_status(tmp_path):
+    lines = []
+    for line in status_log(tmp_path):
+        match = STATUS_LINE.match(line)
+        assert match, line
+        fields = {k: _unescape(v) for k, v in KV_PAIR.findall(match.group("pairs"))}
+        lines.append(dict(fields, _level=match.group("level")))
+    return lines
+
+
 # -- configuration of the action --------------------------------------------------------------------
 def test_the_action_is_declared_for_alerts_and_for_enterprise_security():
     stanza = conf("alert_actions")[STANZA]
@@ -128,6 +214,10 @@ def test_the_action_is_declared_for_alerts_and_for_enterprise_security():
     cam = json.loads(stanza["param._cam"])
     assert cam["supports_adhoc"] is True and cam["field_name_params"] == ["param.field"]
     assert {"category", "task", "subject", "technology"} <= set(cam)
+    # The spec's drilldown tokens: $sid$ and $rid$ are the action's events' orig_sid and orig_rid.
+    assert re.search(r"orig_sid%3D%22\$sid\$%22.*orig_rid%3D%22\$rid\$%22", cam["drilldown_uri"])
+    assert "$orig_sid$" not in cam["drilldown_uri"] and "sourcetype%3D%22defenderipstats%3Aenrichment" in cam[
+        "drilldown_uri"]
     html = open(os.path.join(APP_ROOT, "default", "data", "ui", "alerts", STANZA + ".html"), encoding="utf-8").read()
     params = set(re.findall(r'name="action\.%s\.param\.(\w+)"' % STANZA, html))
     spec = open(os.path.join(APP_ROOT, "README", "alert_actions.conf.spec"), encoding="utf-8").read()
@@ -152,7 +242,7 @@ def test_bad_configuration_is_one_clear_error_line_and_no_lookup(splunkd, tmp_pa
     run = run_alert(splunkd, tmp_path, configuration, [{"dest": "192.0.2.1", "count": "3"}])
     assert_one_clean_error(run, *fragments)
     assert run.returncode == alert.EXIT_CONFIGURATION
-    assert lookup_requests(splunkd) == [] and splunkd.received == []
+    assert lookup_requests(splunkd) == [] and stash_files(tmp_path) == []
 
 
 def test_only_the_execute_mode_runs(splunkd, tmp_path):
@@ -176,16 +266,17 @@ def test_results_without_ips_end_quietly_without_calling_the_service(splunkd, tm
     run = run_alert(splunkd, tmp_path, {}, [{"dest": "intranet.example"}, {"dest": ""}, {"count": "1"}])
     assert run.returncode == 0, run.stderr
     assert run.level("INFO") and "No IP in field 'dest'" in run.level("INFO")[0]
-    assert lookup_requests(splunkd) == [] and splunkd.received == []
+    assert lookup_requests(splunkd) == [] and stash_files(tmp_path) == []
 
 
 def test_the_results_file_is_read_as_splunkd_writes_it(tmp_path):
     path = str(tmp_path / "results.csv.gz")
     write_results(path, [{"dest": ["192.0.2.1", "2001:DB8::1"], "n": "1"}, {"dest": "192.0.2.2"},
                          {"dest": ["weird$value", "192.0.2.3"]}, {"n": "2"}])
-    values, rows = alert.field_values(path, "dest")
-    assert rows == 4
-    assert values == ["192.0.2.1", "2001:DB8::1", "192.0.2.2", "weird$value", "192.0.2.3"]
+    rows = alert.field_values(path, "dest", cam.Invocation({"sid": "1.2"}, alert.ACTION_NAME))
+    assert len(rows) == 4 and [row.ids.rid for row in rows] == ["0", "1", "2", "3"]
+    assert [v for row in rows for v in row.values] == ["192.0.2.1", "2001:DB8::1", "192.0.2.2", "weird$value",
+                                                       "192.0.2.3"]
 
 
 def test_a_missing_service_asks_for_a_restart(app, tmp_path):
@@ -197,7 +288,7 @@ def test_a_missing_service_asks_for_a_restart(app, tmp_path):
         if saved is not None:
             app.splunkd._layer(("app", APP, "default"))["restmap"] = saved
     assert_one_clean_error(run, "lookup service is not loaded", "restart Splunk")
-    assert len(lookup_requests(app.splunkd)) == 1 and app.splunkd.received == []
+    assert len(lookup_requests(app.splunkd)) == 1 and stash_files(tmp_path) == []
 
 
 class ScriptedService:
@@ -209,7 +300,7 @@ class ScriptedService:
         self.forms = []
 
     def post(self, path, owner=None, app=None, **form):
-        assert path == alert.LOOKUP_PATH and owner == "nobody" and app == APP
+        assert path == alert_service.LOOKUP_PATH and owner == "nobody" and app == APP
         self.forms.append(form)
         body = json.dumps(self.answers.pop(0)).encode("utf-8")
 
@@ -235,7 +326,7 @@ def test_the_client_asks_again_for_pending_ips_and_stops_at_its_deadline():
                                                                "192.0.2.3": _stats("192.0.2.3")}, "pending": []},
     ])
     sleeps = []
-    client = alert.LookupService(service, config, sleep=sleeps.append)
+    client = alert_service.LookupService(service, config, sleep=sleeps.append)
     results, pending = client.resolve(["192.0.2.1", "192.0.2.2", "192.0.2.3"])
     assert set(results) == {"192.0.2.1", "192.0.2.2", "192.0.2.3"} and pending == []
     assert [f["ips"] for f in service.forms] == ["192.0.2.1,192.0.2.2,192.0.2.3", "192.0.2.2,192.0.2.3",
@@ -246,7 +337,7 @@ def test_the_client_asks_again_for_pending_ips_and_stops_at_its_deadline():
     # A service that never finishes: the client stops at its deadline and reports the rest pending.
     now = [0.0]
     never = ScriptedService([{"results": {}, "pending": ["192.0.2.9"]}] * 50)
-    client = alert.LookupService(never, config, clock=lambda: now[0],
+    client = alert_service.LookupService(never, config, clock=lambda: now[0],
                                  sleep=lambda s: now.__setitem__(0, now[0] + 30))
     results, pending = client.resolve(["192.0.2.9"], deadline_s=100)
     assert results == {} and pending == ["192.0.2.9"] and len(never.forms) == 4
@@ -257,72 +348,14 @@ def test_more_than_5000_ips_go_in_requests_of_at_most_5000():
     ips = ["10.%d.%d.%d" % (i // 65536, (i // 256) % 256, i % 256) for i in range(12000)]
     service = ScriptedService([{"results": {ip: _stats(ip) for ip in chunk}, "pending": []}
                                for chunk in (ips[:5000], ips[5000:10000], ips[10000:])])
-    results, pending = alert.LookupService(service, config).resolve(ips)
+    results, pending = alert_service.LookupService(service, config).resolve(ips)
     assert len(results) == 12000 and not pending
     assert [len(f["ips"].split(",")) for f in service.forms] == [5000, 5000, 2000]
 
 
-# -- the result events --------------------------------------------------------------------------------
-def _pcre_to_python(pattern):
-    return re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", pattern)
-
-
-def indexed_events(record):
-    """The events Splunk makes of one receivers/simple body with the sourcetype's props.conf."""
-    props = conf("props")[alert.SOURCETYPE]
-    assert props["SHOULD_LINEMERGE"] == "false"
-    breaker = re.compile(_pcre_to_python(props["LINE_BREAKER"]))
-    events, start = [], 0
-    for match in breaker.finditer(record["body"]):
-        events.append(record["body"][start:match.start(1)])
-        start = match.end(1)
-    events.append(record["body"][start:])
-    events = [e for e in events if e.strip()]
-    prefix = re.compile(_pcre_to_python(props["TIME_PREFIX"]))
-    for event in events:
-        found = prefix.search(event)
-        assert found, event
-        stamp = event[found.end():found.end() + int(props["MAX_TIMESTAMP_LOOKAHEAD"])]
-        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}", stamp), stamp
-    return [json.loads(e) for e in events]
-
-
-def test_result_events_are_written_through_receivers_simple_one_per_ip(splunkd):
-    config = alert.Config.from_payload({"field": "dest_ip", "index": "security_enrichment"})
-    payload = {"sid": "scheduler__admin__search__RMD5x_at_1", "search_name": "Rare destinations", "app": "search",
-               "owner": "admin"}
-    results = {"192.0.2.1": {"ip": "192.0.2.1", "status": "found", "prevalence": 2,
-                             "first_seen": "2026-11-30T10:00:00Z", "last_seen": "2026-12-01T09:00:00Z",
-                             "source": "api", "error": ""},
-               "192.0.2.2": {"ip": "192.0.2.2", "status": "not_seen", "prevalence": 0, "source": "cache"}}
-    ips = ["192.0.2.2", "192.0.2.1", "192.0.2.3"]
-    events = alert.result_events(ips, results, config, payload, "acme", 720, 1764201600.5)
-    service = connect(splunkd.base_url, splunkd.new_session_key("admin"))
-    alert.write_events(service, events, config.index, "defenderipstats_alert:Rare destinations")
-    [record] = splunkd.received
-    assert (record["index"], record["sourcetype"], record["source"]) == (
-        "security_enrichment", "defenderipstats:enrichment", "defenderipstats_alert:Rare destinations")
-    indexed = indexed_events(record)
-    assert [e["ip"] for e in indexed] == ips
-    assert indexed[1]["prevalence"] == 2 and indexed[1]["first_seen"] == "2026-11-30T10:00:00Z"
-    assert indexed[1]["action_status"] == "success" and indexed[0]["status"] == "not_seen"
-    assert indexed[2]["status"] == "rate_limited" and indexed[2]["action_status"] == "failure"
-    for event in indexed:
-        assert event["orig_sid"] == payload["sid"] and event["src_field"] == "dest_ip"
-        assert event["account"] == "acme" and event["vendor_product"] == "Microsoft Defender for Endpoint"
-        assert event["orig_owner"] == "admin" and event["app"] == "search"
-
-
-def test_writing_events_without_edit_tcp_names_the_capability(splunkd):
-    splunkd.add_user("analyst", "pw", roles=["defenderipstats_user"])
-    service = connect(splunkd.base_url, splunkd.new_session_key("analyst"))
-    with pytest.raises(alert.ActionError) as refused:
-        alert.write_events(service, ['{"time": "2026-12-01T00:00:00.000+0000", "ip": "192.0.2.1"}'], "main", "x")
-    assert "edit_tcp" in str(refused.value) and splunkd.received == []
-
-
-# -- end to end through the app's lookup service (the lead's persistent REST handler) ------------------
+# -- the result events, as the common action model writes them ---------------------------------------
 def test_an_alert_enriches_every_ip_through_the_service_and_writes_events(app, tmp_path):
+    app.settings(alert_indexes="main; risk_enrichment")
     ips = dataset.ips(3, status="found", seed=131) + dataset.ips(1, status="not_seen", seed=131)
     rows = [{"dest": ips[0], "count": "4"}, {"dest": [ips[1], ips[2]], "count": "2"}, {"dest": ips[3]},
             {"dest": ips[0]}, {"dest": "not-an-ip"}]
@@ -331,46 +364,114 @@ def test_an_alert_enriches_every_ip_through_the_service_and_writes_events(app, t
     assert not run.level("ERROR") and "Traceback" not in run.stderr
     requests = lookup_requests(app.splunkd)
     assert requests and all(r.username == "admin" and r.status == 200 for r in requests)
-    records = [r for r in app.splunkd.received if r["sourcetype"] == alert.SOURCETYPE]
-    events = [e for record in records for e in indexed_events(record)]
-    assert [e["ip"] for e in events] == [dataset.canonical(ip) for ip in ips]
-    for ip, event in zip(ips, events):
+    events = indexed_stash(tmp_path)
+    assert [e["fields"]["ip"] for e in events] == [dataset.canonical(ip) for ip in ips]
+    for ip, event, rid in zip(ips, events, ["0", "1", "1", "2"]):
         expected = dataset.ip_stats(dataset.canonical(ip), 720)
-        assert event["prevalence"] == expected["organizationPrevalence"]
-        assert event["orig_sid"] == run.sid and event["orig_search_name"] == "Rare destinations"
-    assert {r["index"] for r in records} == {"risk_enrichment"}
+        assert event["fields"]["prevalence"] == str(expected["organizationPrevalence"])
+        assert (event["index"], event["sourcetype"], event["source"]) == (
+            "risk_enrichment", alert.SOURCETYPE, "defenderipstats_alert:Rare destinations")
+        assert (event["orig_action_name"], event["orig_sid"], event["orig_rid"]) == ("defenderipstats_alert",
+                                                                                     run.sid, rid)
+        assert event["fields"]["search_name"] == "Rare destinations" and event["fields"]["sid"] == run.sid
+        assert event["host"] == app.splunkd.server_name and event["fields"]["orig_owner"] == "admin"
+    assert events[3]["fields"]["status"] == "not_seen" and events[0]["fields"]["action_status"] == "success"
     summary = run.level("INFO")[-1]
     assert "ips=4" in summary and "not_ip=1" in summary
+    assert not os.listdir(os.path.join(str(tmp_path), "splunk_home", "var", "run", "TA-defender-ipstats", "spool"))
     assert not app.leaks()
 
 
-def test_an_unknown_account_is_one_clear_error_from_the_service(app, tmp_path):
-    run = run_alert(app.splunkd, tmp_path, {"account": "nosuchaccount"}, [{"dest": "192.0.2.1"}])
-    error = assert_one_clean_error(run)
-    assert "nosuchaccount" in error
-    assert app.splunkd.received == []
+def test_a_results_file_with_a_1_mb_cell_and_multivalue_fields(app, tmp_path):
+    """splunkd writes whole _raw and values() cells: far above Python's default CSV field limit."""
+    ips = dataset.ips(3, status="found", seed=139)
+    big = "x" * (1024 * 1024)
+    rows = [{"_raw": big, "dest": [ips[0], ips[1]], "tags": ["a$b", "c"]}, {"_raw": "short", "dest": ips[2]}]
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest"}, rows)
+    assert run.returncode == 0 and not run.level("ERROR"), run.stderr
+    assert [e["fields"]["ip"] for e in indexed_stash(tmp_path)] == [dataset.canonical(ip) for ip in ips]
+    assert [e["orig_rid"] for e in indexed_stash(tmp_path)] == ["0", "0", "1"]
 
 
-def test_an_owner_without_the_apps_capability_gets_a_clear_error(app, tmp_path):
-    app.splunkd.add_user("someone", "pw", roles=["user"])
-    run = run_alert(app.splunkd, tmp_path, {}, [{"dest": "192.0.2.1"}], username="someone")
-    assert_one_clean_error(run, "defenderipstats_user")
-    assert app.splunkd.received == []
-
-
-def test_as_an_adaptive_response_adhoc_from_incident_review(app, tmp_path):
-    """ES runs an ad hoc adaptive response with a results file of the notable's fields, including
-    orig_sid/orig_rid, and the action's param.* as configuration."""
+def test_an_analyst_with_only_the_apps_role_runs_it_adhoc_from_incident_review(app, tmp_path):
+    """ES runs an ad hoc adaptive response as the analyst (sendalert in a search of their own, so no
+    scheduler sid and no search_name) on the notable's fields, orig_sid/orig_rid and rid included."""
+    add_analyst_and_plain_user(app.splunkd)
+    assert "edit_tcp" not in app.splunkd.capabilities_of(ANALYST)
+    app.settings(alert_indexes="main;security_enrichment")
     ip = dataset.ips(1, status="found", seed=137)[0]
-    rows = [{"dest": ip, "orig_sid": "scheduler__admin_U0EtVGhyZWF0SW50ZWxsaWdlbmNl__RMD5abc_at_1", "orig_rid": "0",
-             "rid": "0"}]
-    run = run_alert(app.splunkd, tmp_path, {"field": "dest", "index": "main"}, rows,
+    notable_sid = "scheduler__admin_U0EtVGhyZWF0SW50ZWxsaWdlbmNl__RMD5abc_at_1764201000_42"
+    rows = [{"dest": ip, "orig_sid": notable_sid, "orig_rid": "3", "rid": "0",
+             "search_name": "Risk - Rare destination"}]
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest", "index": "security_enrichment"}, rows,
+                    username=ANALYST, sid="1764201700.4242",
                     payload_overrides={"search_name": "", "app": "SplunkEnterpriseSecuritySuite"})
     assert run.returncode == 0, run.stderr
-    [record] = [r for r in app.splunkd.received if r["sourcetype"] == alert.SOURCETYPE]
-    assert record["source"] == "defenderipstats_alert:adhoc"
-    [event] = indexed_events(record)
-    assert event["ip"] == dataset.canonical(ip) and event["status"] == "found" and event["orig_rid"] == "0"
+    assert {r.username for r in lookup_requests(app.splunkd)} == {ANALYST}
+    [event] = indexed_stash(tmp_path)
+    assert (event["index"], event["sourcetype"], event["source"]) == (
+        "security_enrichment", alert.SOURCETYPE, "defenderipstats_alert:adhoc")
+    assert (event["orig_sid"], event["orig_rid"], event["orig_action_name"]) == (notable_sid, "3", alert.ACTION_NAME)
+    fields = event["fields"]
+    assert fields["ip"] == dataset.canonical(ip) and fields["status"] == "found" and fields["rid"] == "0"
+    assert fields["orig_search_name"] == "Risk - Rare destination" and fields["sid"] == "1764201700.4242"
+    assert "search_name" not in fields and fields["orig_owner"] == ANALYST
+    statuses = parsed_status(tmp_path)
+    assert {(s["action_mode"], s["user"], s["sid"]) for s in statuses} == {("adhoc", ANALYST, "1764201700.4242")}
+    assert statuses[-1]["action_status"] == "success"
+    assert not app.leaks()
+
+
+def test_an_index_not_in_alert_indexes_is_refused_and_nothing_is_written(app, tmp_path):
+    ip = dataset.ips(1, status="found", seed=149)[0]
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest", "index": "notable"}, [{"dest": ip}])
+    error = assert_one_clean_error(run, "'notable'", "alert_indexes", "main", "nothing was written")
+    assert run.returncode == alert.EXIT_CONFIGURATION and "Traceback" not in run.stderr
+    assert stash_files(tmp_path) == []
+    assert [r.method for r in lookup_requests(app.splunkd)] == ["GET"]  # the settings only: no lookup spent
+    last = parsed_status(tmp_path)[-1]
+    assert (last["action_status"], last["signature"], last["_level"]) == ("failure", error, "ERROR")
+
+
+def test_without_splunk_sa_cim_nothing_is_written(app, tmp_path):
+    """Without the add-on that declares stash_common_action_model, splunkd would index the file as text."""
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest"}, [{"dest": dataset.ips(1, seed=157)[0]}],
+                    with_cim=False)
+    assert_one_clean_error(run, "Splunk_SA_CIM", "Nothing was written")
+    assert stash_files(tmp_path) == [] and lookup_requests(app.splunkd) == []
+
+
+def test_status_lines_parse_as_incident_review_reads_them(app, tmp_path):
+    ips = dataset.ips(2, status="found", seed=151)
+    rows = [{"dest": ips[0]}, {"dest": "intranet"}, {"dest": [ips[0], ips[1]]}]
+    run = run_alert(app.splunkd, tmp_path, {"field": "dest"}, rows,
+                    payload_overrides={"search_name": 'Rare "destinations" \\ weekly'})
+    assert run.returncode == 0, run.stderr
+    statuses = parsed_status(tmp_path)  # every line matches the anchored pattern
+    assert len(statuses) == 3 + 3 + 1
+    for line in statuses:
+        assert (line["action_name"], line["app"], line["user"], line["sid"]) == (
+            "defenderipstats_alert", "search", "admin", run.sid)
+        assert (line["search_name"], line["digest_mode"], line["action_mode"]) == (
+            'Rare "destinations" \\ weekly', "1", "saved")
+    invoked, done, final = statuses[:3], statuses[3:6], statuses[6]
+    assert [(s["signature"], s["rid"]) for s in invoked] == [("Invoking modular action", r) for r in "012"]
+    assert all("action_status" not in s for s in invoked)
+    assert [(s["rid"], s["action_status"]) for s in done] == [("0", "success"), ("1", "failure"), ("2", "success")]
+    assert (final["signature"], final["action_status"], final["event_count"]) == (
+        "Successfully created splunk events", "success", "2")
+    assert run.session_key not in "\n".join(status_log(tmp_path))  # no session key in the log
+
+
+def test_per_result_alerting_and_header_values_follow_the_model(tmp_path):
+    invocation = cam.Invocation({"sid": "rt_scheduler__admin__search__x_at_1", "result_id": 7,
+                                 "results_file": "/d/per_result_alert/tmp_7.csv.gz"}, alert.ACTION_NAME)
+    assert (invocation.digest_mode, invocation.action_mode) == (0, "saved")
+    assert invocation.ids_of({"rid": "0"}, 0).rid == "7"
+    event = cam.stash_event("a", 'x"y', "", "st", cam.kv_raw(1.5, [("error", 'line one\nline "two"'), ("n", None)]))
+    assert event == '***Common Action Model*** orig_action_name="a" orig_sid="x_y" sourcetype="st"\n' \
+                    '1.500, error="line one line \\"two\\""'
+    assert CAM_LINE_BREAKER.search(cam.kv_raw(1.0, [("v", "a" + cam.BREAKER + "b")])) is None  # one event stays one
 
 
 def test_the_run_function_never_prints_a_traceback_on_unexpected_failures(tmp_path):
@@ -384,6 +485,22 @@ def test_the_run_function_never_prints_a_traceback_on_unexpected_failures(tmp_pa
     def broken_connect(uri, key):
         raise RuntimeError("boom")
 
-    code = alert.run(["x", "--execute"], io.StringIO(json.dumps(payload)), err, broken_connect)
+    code = alert.run(["x", "--execute"], io.StringIO(json.dumps(payload)), err, broken_connect,
+                     splunk_home=str(tmp_path / "splunk_home"))
     assert code == alert.EXIT_FAILED
     assert err.getvalue().splitlines() == ["ERROR Unexpected failure: RuntimeError: boom"]
+
+
+def test_a_status_log_that_cannot_be_written_is_one_warning_in_splunkd_log(tmp_path):
+    home = tmp_path / "splunk_home"
+    (home / "var" / "log").mkdir(parents=True)
+    (home / "var" / "log" / "splunk").write_text("not a folder")
+    path = str(tmp_path / "results.csv.gz")
+    write_results(path, [{"dest": "intranet"}])
+    payload = {"session_key": "k", "server_uri": "http://127.0.0.1:1", "results_file": path,
+               "configuration": {"field": "dest"}}
+    err = io.StringIO()
+    code = alert.run(["x", "--execute"], io.StringIO(json.dumps(payload)), err, None, splunk_home=str(home))
+    lines = err.getvalue().splitlines()
+    assert code == alert.EXIT_OK and "Traceback" not in err.getvalue()
+    assert lines[-1].startswith("WARN The action's status log: could not write ") and len(lines) == 2, lines

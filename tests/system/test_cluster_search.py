@@ -49,7 +49,11 @@ def test_searches_on_three_members_share_the_per_minute_budget(tmp_path):
             statuses = {record["defender_status"] for record in run.records}
             assert len(run.records) == len(slices[index]) and statuses <= {"found", "not_seen"}, run.stderr[-2000:]
             assert not [text for _, text in run.messages if "budget" in text], run.messages
-        slots = [doc for doc in cluster.members[0].kv_documents("defenderipstats_budget") if "n" in doc]
+        documents = [doc for doc in cluster.members[0].kv_documents("defenderipstats_budget") if "n" in doc]
+        slots = [doc for doc in documents if doc["budget"].startswith("ipstats|")]
         # one numbered slot per call, cluster-wide, and a few a search claimed but did not need
         assert 300 <= len(slots) <= 300 + len(runs) * (MAX_BATCH - 1)
         assert sorted(doc["n"] for doc in slots) == list(range(len(slots))), "no number taken twice, none skipped"
+        # and the searching user's own share of the hour (user_share_percent), numbered the same way
+        own = [doc for doc in documents if doc["budget"].startswith("ipstats-user-")]
+        assert len(own) == 300 and {doc["user"] for doc in own} == {"admin"}

@@ -57,6 +57,7 @@ class Settings:
     refresh_min_age: int = 300  # cache=refresh re-fetches only answers older than this (seconds)
     # No single user spends more than this share of an account's hourly per-IP or hunting budget.
     user_share_percent: int = 50
+    alert_indexes: str = "main"  # as written: core.alert_indexes parses it, for the alert action only
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -94,6 +95,7 @@ class Settings:
             user_share_percent=parse_int(
                 "user_share_percent", get("user_share_percent", defaults.user_share_percent), 1, 100,
                 what="a percentage", where=where),
+            alert_indexes=str(get("alert_indexes", defaults.alert_indexes)).strip(),
         )
 
 

@@ -1,4 +1,5 @@
-"""The alert action "Defender IP statistics" (alert_actions.conf [defenderipstats_alert]).
+"""The alert action "Defender IP statistics" (alert_actions.conf [defenderipstats_alert]), a
+common-action-model action (Enterprise Security adaptive response, also ad hoc from Incident Review).
 
 Splunk's custom alert action protocol: splunkd runs ``bin/defenderipstats_alert.py --execute``
 and writes the JSON payload to its stdin (``session_key``, ``server_uri``, ``sid``, ``search_name``,
@@ -8,52 +9,47 @@ splunkd.log (component sendmodalert, with the action's name), so every problem i
 starting with its level. Exit status 0 is success.
 
 The IPs of the configured field are looked up ONLY through the app's privileged lookup service
-(``POST .../defenderipstats/lookup``) with the payload's session key: the action holds no token and
-reads no credential. Each IP gives one event, written through splunkd's ``receivers/simple``
-endpoint (which needs the capability ``edit_tcp``) to the configured index with the sourcetype
-``defenderipstats:enrichment``.
+(``.../defenderipstats/lookup``) with the payload's session key: the action holds no token and reads
+no credential; the service also gives the settings (``alert_indexes``). Each IP gives one event,
+sourcetype ``defenderipstats:enrichment``, written as the common action model writes its events
+(``cam``: a stash file, no capability needed) to the configured index, if ``alert_indexes`` lists it.
+Invocation and status lines go to ``defenderipstats_alert_modalert.log``, where Incident Review reads them.
 """
 
-import csv
-import gzip
 import io
 import json
+import logging
+import os
 import re
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
-from splunklib import binding
-
-from .. import APP_NAME
+from ..core.alert_indexes import INDEX_NAME
 from ..core.lookup import normalise_ip
 from ..splunk.rest import connect
+from . import cam
+from .alert_results import READ_ERRORS, ResultRow, read_results
+from .alert_service import (
+    DEADLINE_S,
+    EXIT_CONFIGURATION,
+    EXIT_FAILED,
+    EXIT_OK,
+    ActionError,
+    LookupService,
+    allowed_indexes,
+    require_cim,
+    short_error,
+)
 
 ACTION_NAME = "defenderipstats_alert"
 SOURCETYPE = "defenderipstats:enrichment"
-LOOKUP_PATH = "defenderipstats/lookup"
-MAX_IPS_PER_REQUEST = 5000  # the service's limit per request
 MAX_IPS = 50000             # per alert: a larger result set is cut, with a warning
-DEADLINE_S = 240            # inside alert_actions.conf maxtime (5 min), with room to write events
-EVENTS_PER_POST = 1000
 BACKENDS = ("ipstats", "hunting", "auto")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIGURATION = 0, 1, 2
 
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]{0,199}")
-# Splunk index names: lower-case letters, digits, underscores and hyphens, not starting with
-# an underscore or hyphen (internal indexes start with an underscore and are not for this).
-_INDEX_NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,79}")
 _ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-
-
-class ActionError(Exception):
-    """A failure to report as one line in splunkd.log; ``exit_code`` says what kind."""
-
-    def __init__(self, text: str, exit_code: int = EXIT_FAILED):
-        super().__init__(text)
-        self.exit_code = exit_code
 
 
 class Config:
@@ -82,7 +78,7 @@ class Config:
         if not _FIELD_NAME.fullmatch(field):
             raise ActionError("param.field is not a field name: %r." % field[:100], EXIT_CONFIGURATION)
         index = text("index") or "main"
-        if not _INDEX_NAME.fullmatch(index):
+        if not INDEX_NAME.fullmatch(index):
             raise ActionError("param.index is not a usable index name: %r (lower-case letters, digits, '_' "
                               "and '-', not an internal index)." % index[:100], EXIT_CONFIGURATION)
         account = text("account")
@@ -106,7 +102,7 @@ class Config:
         return cls(field, index, account, lookback_hours, backend, int(max_wait))
 
 
-# -- the payload and the results file -------------------------------------------------------------
+# -- the payload --------------------------------------------------------------------------------------
 def read_payload(stream) -> dict:
     text = stream.read()
     try:
@@ -122,184 +118,62 @@ def read_payload(stream) -> dict:
     return payload
 
 
-def _mv_values(encoded: str) -> List[str]:
-    """Values of a results file's ``__mv_<field>`` cell: ``$a$;$b$``, with ``$$`` for a ``$``."""
-    values, current, inside, i = [], "", False, 0
-    while i < len(encoded):
-        ch = encoded[i]
-        if not inside:
-            if ch == "$":
-                inside, current = True, ""
-        elif ch == "$":
-            if encoded[i + 1:i + 2] == "$":
-                current += "$"
-                i += 1
-            else:
-                values.append(current)
-                inside = False
-        else:
-            current += ch
-        i += 1
-    return values
-
-
-def field_values(results_file: str, field: str) -> Tuple[List[str], int]:
-    """(values of ``field`` in every row, in order, multivalues split; number of rows)."""
+def field_values(results_file: str, field: str, invocation: cam.Invocation) -> List[ResultRow]:
+    """The results, each with the values of ``field``; one clear error when they cannot be used."""
     try:
-        with gzip.open(results_file, "rt", encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            values, rows = [], 0
-            columns = reader.fieldnames or []
-            for row in reader:
-                rows += 1
-                encoded = row.get("__mv_" + field) or ""
-                if encoded:
-                    values.extend(_mv_values(encoded))
-                elif row.get(field):
-                    values.append(row[field])
-    except (OSError, EOFError, csv.Error, UnicodeDecodeError) as error:
-        raise ActionError("Could not read the search results (%s): %s" % (results_file, _short(error)))
+        rows, columns = read_results(results_file, field, invocation)
+    except READ_ERRORS as error:
+        raise ActionError("Could not read the search results (%s): %s" % (results_file, short_error(error)))
     if rows and field not in columns:
         raise ActionError("The results have no field %r (param.field); they have: %s."
                           % (field, ", ".join(c for c in columns if not c.startswith("__mv_"))[:300]),
                           EXIT_CONFIGURATION)
-    return values, rows
-
-
-# -- the lookup service -----------------------------------------------------------------------------
-class LookupService:
-    """The app's privileged lookup endpoint, called with the alert owner's session key."""
-
-    def __init__(self, service, config: Config, clock=time.monotonic, sleep=time.sleep):
-        self.service = service
-        self.config = config
-        self.clock = clock
-        self.sleep = sleep
-        self.requests = 0
-        self.account = config.account
-        self.lookback_hours = config.lookback_hours
-        self.messages: List[Tuple[str, str]] = []
-
-    def _post(self, ips: List[str], max_wait: int) -> dict:
-        # No sid: the service uses it to stop work for a cancelled search, and the triggering
-        # search of an alert has finished (its job may even be gone) by the time the action runs.
-        form = {"account": self.config.account, "backend": self.config.backend, "cache": "use",
-                "ips": ",".join(ips), "max_wait": str(max_wait), "output_mode": "json"}
-        if self.config.lookback_hours is not None:
-            form["lookback_hours"] = str(self.config.lookback_hours)
-        self.requests += 1
-        try:
-            response = self.service.post(LOOKUP_PATH, owner="nobody", app=APP_NAME, **form)
-            return json.loads(response.body.read().decode("utf-8"))
-        except binding.HTTPError as error:
-            raise ActionError(_service_error(error), EXIT_CONFIGURATION if error.status in (400, 403) else EXIT_FAILED)
-        except (OSError, ValueError) as error:
-            raise ActionError("The app's lookup service did not answer: %s" % _short(error))
-
-    def resolve(self, ips: List[str], deadline_s: float = DEADLINE_S) -> Tuple[Dict[str, dict], List[str]]:
-        """(results by IP, IPs still pending at the deadline). Asks again for ``pending`` IPs."""
-        results: Dict[str, dict] = {}
-        todo = list(ips)
-        end = self.clock() + deadline_s
-        while todo:
-            left = end - self.clock()
-            if left <= 0:
-                break
-            batch, todo = todo[:MAX_IPS_PER_REQUEST], todo[MAX_IPS_PER_REQUEST:]
-            answer = self._post(batch, int(max(0, min(self.config.max_wait, left))))
-            self.account = answer.get("account") or self.account
-            self.lookback_hours = answer.get("lookback_hours") or self.lookback_hours
-            for level, text in answer.get("messages") or []:
-                if (level, text) not in self.messages:
-                    self.messages.append((str(level), str(text)))
-            for ip, stats in (answer.get("results") or {}).items():
-                if ip in batch and isinstance(stats, dict):
-                    results[ip] = stats
-            pending = [ip for ip in answer.get("pending") or [] if ip in batch and ip not in results]
-            if pending:
-                todo = pending + todo
-                if not answer.get("results"):
-                    self.sleep(min(1.0, max(0.0, end - self.clock())))  # nothing done: no busy loop
-        return results, [ip for ip in ips if ip not in results]
-
-
-def _service_error(error) -> str:
-    status = getattr(error, "status", 0)
-    if status == 404:
-        return ("The app's lookup service is not loaded (splunkd answered 404 for %s): restart Splunk after "
-                "installing or upgrading TA-defender-ipstats." % LOOKUP_PATH)
-    try:
-        body = json.loads(error.body.decode("utf-8") if isinstance(error.body, bytes) else error.body)
-        text = body.get("error") or ""
-        if not text and body.get("messages"):
-            text = body["messages"][0].get("text", "")
-    except (AttributeError, TypeError, ValueError, IndexError):
-        text = ""
-    if status == 401:
-        return "splunkd rejected the alert's session key (401)."
-    if status == 403:
-        return ("The alert's owner may not use the Defender accounts (403): give the owner the role "
-                "defenderipstats_user (capability defenderipstats_use). %s" % text).strip()
-    return "The app's lookup service answered %s: %s" % (status, text or _short(error))
+    return rows
 
 
 # -- result events -----------------------------------------------------------------------------------
-def result_events(ips: List[str], results: Dict[str, dict], config: Config, payload: dict, account: str,
-                  lookback_hours, now: float) -> List[str]:
-    """One JSON event per IP, in the order the IPs came, with CIM-friendly names."""
-    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+def result_events(ips: List[str], first_rows: Dict[str, ResultRow], results: Dict[str, dict], config: Config,
+                  invocation: cam.Invocation, account: str, lookback_hours, now: float) -> List[str]:
+    """One stash event per IP, in the order the IPs came, with CIM-friendly names; each event carries
+    the identifiers of the first result the IP came in."""
     events = []
     for ip in ips:
         stats = results.get(ip)
         if stats is None:
             stats = {"status": "rate_limited", "error": "not answered within the alert action's time limit"}
         status = str(stats.get("status") or "error")
-        event = {
-            "time": stamp,
-            "ip": ip,
-            "src_field": config.field,
-            "prevalence": stats.get("prevalence"),
-            "first_seen": stats.get("first_seen") or None,
-            "last_seen": stats.get("last_seen") or None,
-            "status": status,
-            "source_backend": stats.get("source") or None,
-            "error": stats.get("error") or None,
-            "account": account or None,
-            "lookback_hours": lookback_hours,
-            "vendor_product": "Microsoft Defender for Endpoint",
-            "action_name": ACTION_NAME,
-            "action_status": "success" if status in ("found", "not_seen") else "failure",
-            "orig_sid": payload.get("sid") or None,
-            "orig_search_name": payload.get("search_name") or None,
-            "orig_rid": (payload.get("result") or {}).get("rid") if isinstance(payload.get("result"), dict) else None,
-            "app": payload.get("app") or None,
-            "orig_owner": payload.get("owner") or None,
-        }
-        events.append(json.dumps({k: v for k, v in event.items() if v is not None}, sort_keys=False))
+        row = first_rows[ip]
+        raw = cam.kv_raw(now, [
+            ("search_name", invocation.search_name), ("ip", ip), ("src_field", config.field),
+            ("prevalence", stats.get("prevalence")), ("first_seen", stats.get("first_seen")),
+            ("last_seen", stats.get("last_seen")), ("status", status), ("source_backend", stats.get("source")),
+            ("error", stats.get("error")), ("account", account), ("lookback_hours", lookback_hours),
+            ("vendor_product", "Microsoft Defender for Endpoint"), ("action_status", _action_status(status)),
+            ("sid", invocation.sid), ("rid", row.ids.rid), ("orig_search_name", row.orig_search_name),
+            ("app", invocation.app), ("orig_owner", invocation.user)])
+        orig_sid, orig_rid = invocation.event_ids(row.ids)
+        events.append(cam.stash_event(ACTION_NAME, orig_sid, orig_rid, SOURCETYPE, raw))
     return events
 
 
-def write_events(service, events: List[str], index: str, source: str) -> None:
-    """POSTs the events to splunkd's receivers/simple (one request per EVENTS_PER_POST lines)."""
-    for start in range(0, len(events), EVENTS_PER_POST):
-        body = "\n".join(events[start:start + EVENTS_PER_POST]) + "\n"
-        try:
-            service.post("receivers/simple", owner="nobody", app=APP_NAME, body=body.encode("utf-8"),
-                         headers=[("Content-Type", "text/plain; charset=utf-8")],
-                         index=index, sourcetype=SOURCETYPE, source=source)
-        except binding.HTTPError as error:
-            if error.status == 403:
-                raise ActionError("Could not write the result events: the alert's owner lacks the capability "
-                                  "edit_tcp, which splunkd's receivers/simple endpoint needs (403).")
-            raise ActionError("Could not write the result events to index %r: splunkd answered %s."
-                              % (index, error.status))
-        except OSError as error:
-            raise ActionError("Could not write the result events: %s" % _short(error))
+def _action_status(status: str) -> str:
+    return "success" if status in ("found", "not_seen") else "failure"
 
 
 # -- the run -----------------------------------------------------------------------------------------
-def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
+def run(argv: List[str], stdin, stderr, connect, clock=time.time, splunk_home: Optional[str] = None) -> int:
     """One alert action run as splunkd starts it; returns the exit status."""
+    logs: List[cam.ModalertLog] = []
+    try:
+        return _run(argv, stdin, stderr, connect, clock, splunk_home, logs)
+    finally:
+        for status_log in logs:
+            status_log.close()
+            if status_log.failure:  # Incident Review will not show this run: say so where splunkd logs
+                stderr.write("WARN The action's status log: %s.\n" % status_log.failure)
+
+
+def _run(argv, stdin, stderr, connect, clock, splunk_home, logs) -> int:
     def say(level: str, text: str) -> None:
         for line in str(text).splitlines() or [""]:
             stderr.write("%s %s\n" % (level, line))
@@ -308,59 +182,95 @@ def run(argv: List[str], stdin, stderr, connect, clock=time.time) -> int:
     if len(argv) < 2 or argv[1] != "--execute":
         say("FATAL", "Unsupported execution mode (expected --execute): %s" % " ".join(argv[1:2]))
         return EXIT_CONFIGURATION
+    status_log, invocation = None, None
     try:
         payload = read_payload(stdin)
+        invocation = cam.Invocation(payload, ACTION_NAME)
+        home = splunk_home if splunk_home is not None else os.environ.get("SPLUNK_HOME")
+        if not home:
+            raise ActionError("SPLUNK_HOME is not set: the action cannot write its events.")
+        status_log = cam.ModalertLog(home, ACTION_NAME)
+        logs.append(status_log)
         config = Config.from_payload(payload.get("configuration"))
         results_file = payload.get("results_file")
         if not isinstance(results_file, str) or not results_file:
             raise ActionError("The alert action's payload has no results_file.")
-        values, rows = field_values(results_file, config.field)
-        ips, invalid = [], 0
-        seen = set()
-        for value in values:
-            canonical = normalise_ip(value)
-            if canonical is None:
-                invalid += 1
-            elif canonical not in seen:
-                seen.add(canonical)
-                ips.append(canonical)
+        rows = field_values(results_file, config.field, invocation)
+        for row in rows:
+            status_log.write(logging.INFO, invocation.message("Invoking modular action", ids=row.ids))
+        ips, first_rows, invalid = [], {}, 0
+        for row in rows:
+            for value in row.values:
+                canonical = normalise_ip(value)
+                if canonical is None:
+                    invalid += 1
+                elif canonical not in first_rows:
+                    first_rows[canonical] = row
+                    ips.append(canonical)
         if len(ips) > MAX_IPS:
             say("WARN", "%d distinct IPs in the results; only the first %d are looked up." % (len(ips), MAX_IPS))
             ips = ips[:MAX_IPS]
         if not ips:
-            say("INFO", "No IP in field %r of %d result(s) (%d value(s) not IPs); nothing to do."
-                % (config.field, rows, invalid))
+            text = "No IP in field %r of %d result(s) (%d value(s) not IPs); nothing to do." % (
+                config.field, len(rows), invalid)
+            say("INFO", text)
+            status_log.write(logging.INFO, invocation.message(text, status="success"))
             return EXIT_OK
         service = connect(payload["server_uri"], payload["session_key"])
+        require_cim(service)
+        indexes = allowed_indexes(service, config)
+        if config.index not in indexes:
+            raise ActionError("The alert action may not write to index %r: an admin allows only %s "
+                              "(alert_indexes in defenderipstats.conf); nothing was written."
+                              % (config.index, ", ".join(indexes)), EXIT_CONFIGURATION)
         lookups = LookupService(service, config)
         results, pending = lookups.resolve(ips)
         for level, text in lookups.messages:
             say("WARN" if level.upper().startswith("WARN") else "ERROR" if level.upper() == "ERROR" else "INFO",
                 text)
-        source = "%s:%s" % (ACTION_NAME, payload.get("search_name") or "adhoc")
-        events = result_events(ips, results, config, payload, lookups.account, lookups.lookback_hours, clock())
-        write_events(service, events, config.index, source)
+        source = "%s:%s" % (ACTION_NAME, invocation.search_name or "adhoc")
+        events = result_events(ips, first_rows, results, config, invocation, lookups.account,
+                               lookups.lookback_hours, clock())
+        try:
+            cam.write_stash(home, events, config.index, invocation.server_host, source, clock)
+        except OSError as error:
+            raise ActionError("Could not write the result events to $SPLUNK_HOME/var/spool/splunk: %s"
+                              % short_error(error))
+        for row in rows:
+            status_log.write(logging.INFO, _row_status(invocation, row, results, config.field))
+        status_log.write(logging.INFO, invocation.message("Successfully created splunk events", status="success",
+                                                          event_count=str(len(events)), index=config.index))
         found = sum(1 for ip in ips if (results.get(ip) or {}).get("status") == "found")
         say("INFO", "sid=%s ips=%d found=%d pending=%d not_ip=%d requests=%d index=%s events=%d"
-            % (payload.get("sid") or "", len(ips), found, len(pending), invalid, lookups.requests, config.index,
-               len(events)))
+            % (invocation.sid, len(ips), found, len(pending), invalid, lookups.requests, config.index, len(events)))
         if pending:
             say("WARN", "%d IP(s) were not answered within %d s; their events say rate_limited."
                 % (len(pending), DEADLINE_S))
         return EXIT_OK
     except ActionError as error:
         say("ERROR", str(error))
-        return error.exit_code
+        code = error.exit_code
+        failure = str(error)
     except Exception as error:  # one line, never a traceback in splunkd.log
-        say("ERROR", "Unexpected failure: %s: %s" % (type(error).__name__, _short(error)))
-        return EXIT_FAILED
+        failure = "Unexpected failure: %s: %s" % (type(error).__name__, short_error(error))
+        say("ERROR", failure)
+        code = EXIT_FAILED
+    if status_log is not None and invocation is not None:
+        status_log.write(logging.ERROR, invocation.message(failure, status="failure"))
+    return code
+
+
+def _row_status(invocation: cam.Invocation, row: ResultRow, results: Dict[str, dict], field: str) -> str:
+    """A result's status line: success when each of its IPs got an answer (found or not seen)."""
+    canonical = [ip for ip in (normalise_ip(v) for v in row.values) if ip is not None]
+    if not canonical:
+        return invocation.message("No IP in field %s of this result" % field, status="failure", ids=row.ids)
+    statuses = [str((results.get(ip) or {}).get("status") or "rate_limited") for ip in canonical]
+    answered = sum(1 for s in statuses if _action_status(s) == "success")
+    return invocation.message("Looked up %d IP(s) in Defender: %d answered" % (len(canonical), answered),
+                              status="success" if answered == len(canonical) else "failure", ids=row.ids)
 
 
 def main(argv=None) -> int:
     return run(sys.argv if argv is None else argv, io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8"),
                sys.stderr, connect)
-
-
-def _short(error) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]

@@ -40,10 +40,8 @@ Endpoints (under ``/services/`` and ``/servicesNS/<owner>/<app>/``): ``auth/logi
 ``saved/searches`` (list, ``<name>``, POST ``<name>/dispatch``: only to callers with read access,
 as the ACL in the app's metadata says; see savedsearches.py),
 ``search/jobs`` and ``search/v2/jobs`` (jobs the tests create with ``create_job``; ``<sid>``, ``<sid>/control`` with
-``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel), ``receivers/simple``
-(POST; the body is the raw data, ``index``/``sourcetype``/``source``/``host`` in the URL; needs the
-capability ``edit_tcp``, as Splunk's REST reference says; the data is kept in ``received``, not
-indexed).  Anything else is a 404 with splunkd's error body.
+``action=cancel|finalize|pause|unpause|touch``, ``DELETE <sid>``: cancel).  Anything else is a 404
+with splunkd's error body.
 
 Roles come from ``DEFAULT_ROLES`` and from every app's ``authorize.conf`` (``[role_<name>]`` with
 ``<capability> = enabled`` and ``importRoles``, ``[capability::<name>]``); a user's capabilities and
@@ -75,14 +73,12 @@ rejects others with 400; ``batch_find`` accepts ``fields`` as a list or a comma 
 REST handlers: up to ``handler_processes`` processes per driver, one request at a time each (how many
 splunkd runs is not documented; ``recycle_handlers`` ends each after one request); only ``[script:*]``
 stanzas with ``scripttype = persist`` of an app's default layer are served; ``requireAuthentication =
-false`` and ``acceptFrom`` are not modelled. ``receivers/simple``: the 403 text, the answer's exact body
-and the defaults of ``source`` (``http-simple``) and ``host`` (the server name) are plausible, not
-confirmed; index names are not checked against indexes.conf.
+false`` and ``acceptFrom`` are not modelled.
 
 Nothing is written to disk.
 
 Layout: ``standin`` (SplunkdStandin: set-up, lifecycle, sessions, test-side state, dispatching) with
-one mixin per surface: ``system`` (server, auth, messages, apps, receivers), ``jobs``, ``savedsearches``, ``configs``
+one mixin per surface: ``system`` (server, auth, messages, apps), ``jobs``, ``savedsearches``, ``configs``
 (configs/conf-* and properties), ``passwords``, ``kvstore`` (collections config and data), ``scripts``
 (custom REST endpoints); beneath them ``layers`` (conf resolution, ACLs), ``rendering`` (XML/JSON),
 ``kvquery`` (the KV store query engine), ``credentials`` (password entity names), ``roles``, ``conf``

@@ -105,8 +105,6 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
         self._settings: Dict[str, str] = {}
         self.restarts = 0
         self._jobs: Dict[str, Dict[str, Any]] = {}
-        # Data POSTed to receivers/simple: {index, sourcetype, source, host, body, username}.
-        self.received: List[Dict[str, Any]] = []
 
         self._install_builtin_apps(max_documents_per_batch_save, max_rows_per_query)
         if apps is None:
@@ -623,7 +621,5 @@ class SplunkdStandin(ConfLayers, Rendering, SystemEndpoints, JobEndpoints, ConfE
             self._ep_jobs(req, rest[2:])
         if rest[:3] == ["search", "v2", "jobs"]:  # splunklib uses v2 from Splunk 9.0.2 on; same job entries
             self._ep_jobs(req, rest[3:])
-        if rest[:2] == ["receivers", "simple"]:
-            self._ep_receivers_simple(req)
         if rest[:2] == ["saved", "searches"]:
             self._ep_saved_searches(req, ctx, rest[2:])

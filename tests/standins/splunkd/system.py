@@ -1,5 +1,5 @@
 """Endpoints of the server itself: login, server info/settings/restart, capabilities, current
-context, KV store status, messages, apps/local and receivers/simple."""
+context, KV store status, messages and apps/local."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any, Dict, List
 from urllib.parse import quote
 
 from .model import _Ctx, _Inst, _Reply, _Request
-from .rendering import _Entry, _timestamp, _xml_text
+from .rendering import _Entry, _timestamp
 
 
 class SystemEndpoints:
-    """server/*, auth/login, authorization, authentication, messages, apps, receivers."""
+    """server/*, auth/login, authorization, authentication, messages, apps."""
 
     # ============================================================= endpoints
 
@@ -210,25 +210,3 @@ class SystemEndpoints:
             href = "/servicesNS/nobody/system/apps/local/" + quote(name, safe="")
             entries.append(_Entry(name, href, "nobody", content, {"list": href}, acl=acl))
         self._feed(req, "localapps", self._ns_prefix(ctx) + "apps/local", entries)
-
-    def _ep_receivers_simple(self, req: _Request) -> None:
-        """POST receivers/simple: the body is data for an index, parsed by its sourcetype's props."""
-        if req.method != "POST":
-            self._fail(req, 405, "Method Not Allowed")
-        if not self._has_cap(req.username or "", "edit_tcp"):
-            self._fail(req, 403, "Insufficient permissions: this action requires the edit_tcp capability.")
-        def arg(name: str, default: str) -> str:  # URL arguments only: the body is data, not a form
-            value = req.query.get(name, default)
-            return value[-1] if isinstance(value, list) else value
-        record = {"index": arg("index", "main") or "main", "sourcetype": arg("sourcetype", ""),
-                  "source": arg("source", "http-simple"), "host": arg("host", self.server_name),
-                  "body": req.body.decode("utf-8", errors="replace"), "username": req.username}
-        self.received.append(record)
-        answer = {"index": record["index"], "bytes": len(req.body), "host": record["host"],
-                  "source": record["source"], "sourcetype": record["sourcetype"]}
-        if req.output_mode == "json":
-            raise _Reply(200, json.dumps(answer).encode("utf-8"), "application/json; charset=UTF-8")
-        fields = "".join('<field k="%s"><value><text>%s</text></value></field>' % (k, _xml_text(v))
-                         for k, v in answer.items())
-        raise _Reply(200, ('<?xml version="1.0" encoding="UTF-8"?>\n<response><results><result>%s'
-                           '</result></results></response>' % fields).encode("utf-8"))
