@@ -14,6 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+import splunklog
 from spl import commands, expand_macros, pipeline, split_args, substitute_tokens, tokens_in
 
 from defender_ipstats.core.errors import ConfigurationError
@@ -366,10 +367,6 @@ def test_search_help_shows_every_option_with_examples():
 
 
 # -- the app's log, as Splunk will index it -----------------------------------------------------------
-def _pcre_to_python(pattern: str) -> str:
-    return re.sub(r"\(\?<(?=[A-Za-z])", "(?P<", pattern)
-
-
 def test_props_cut_and_extract_the_real_log(app):
     ips = dataset.ips(3, status="found", seed=81)
     run = app.search(["field=src_ip"], [events(ips)])
@@ -378,25 +375,23 @@ def test_props_cut_and_extract_the_real_log(app):
     props = conf("props")
     assert props["source::...defenderipstats.log*"]["sourcetype"] == "defenderipstats:log"
     sourcetype = props["defenderipstats:log"]
-    breaker = re.compile(_pcre_to_python(sourcetype["LINE_BREAKER"]))
-    # Splunk ends an event at the first capture group of LINE_BREAKER; the rest starts the next one.
-    records, start = [], 0
-    for match in breaker.finditer(log):
-        records.append(log[start:match.start(1)])
-        start = match.end(1)
-    records.append(log[start:])
-    records = [r for r in records if r.strip()]
+    records = splunklog.events(log, sourcetype)
     assert records and len(records) == len(re.findall(r"^\d{4}-\d\d-\d\d ", log, re.M))
-    extract = re.compile(_pcre_to_python(sourcetype["EXTRACT-defenderipstats_level_pid"]))
+    extract = re.compile(splunklog.pcre_to_python(sourcetype["EXTRACT-defenderipstats_level_pid"]))
     stamp = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}")
     for record in records:
         assert stamp.match(record[:int(sourcetype["MAX_TIMESTAMP_LOOKAHEAD"])]), record
         assert extract.search(record.splitlines()[0]), record
-    summary = [r for r in records if " api_calls=" in r]
-    assert len(summary) == 1
-    pairs = dict(re.findall(r"(\w+)=(\S+)", summary[0]))
-    # Every field the dashboard reads from the log is a key=value pair of the summary line.
+    assert sourcetype["KV_MODE"] == "none"  # only the anchored patterns make fields
+    extracted = [splunklog.fields(r, sourcetype) for r in records]
+    summary = [f for f in extracted if "events" in f]
+    usage = [f for f in extracted if f.get("request") == "lookup"]
+    assert len(summary) == 1 and len(usage) == 1, records
+    # Every field the dashboard reads from the log is extracted from the summary or the usage line.
     dashboard = open(os.path.join(VIEWS, "defenderipstats_overview.xml"), encoding="utf-8").read()
-    for field in ("api_calls", "cache_hits", "throttled", "rate_limited", "errors", "waited_s", "account"):
-        assert field in dashboard and field in pairs, field
-    assert pairs["api_calls"] == "3" and pairs["account"] == "contoso"
+    for field in ("cache_hits", "rate_limited", "errors", "waited_s", "account", "distinct_ips"):
+        assert field in dashboard and field in summary[0], field
+    for field in ("api_calls", "hunting_calls", "throttled", "cache_writes", "user", "account"):
+        assert field in dashboard and field in usage[0], field
+    assert (summary[0]["api_calls"], summary[0]["account"], summary[0]["events"]) == ("3", "contoso", "3")
+    assert (usage[0]["api_calls"], usage[0]["user"], usage[0]["outcome"]) == ("3", "admin", "ok")

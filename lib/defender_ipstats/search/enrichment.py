@@ -13,6 +13,7 @@ from typing import List, Tuple
 from ..core.gate import WaitAllowance
 from ..core.lookup import ChunkEnricher, Resolver
 from ..core.model import ERROR, OUTPUT_SUFFIXES, RATE_LIMITED
+from ..core.sids import is_sid
 from ..splunk.kvcache import KVStoreCache, SafeCache
 from .memo import SearchMemo
 from .service_client import ServiceLookups
@@ -122,7 +123,7 @@ class Enrichment:
     def summary(self) -> dict:
         metrics, cache = self.lookups.metrics, self.cache
         return {
-            "sid": self.sid,
+            "sid": self.sid if is_sid(self.sid) else "-",  # a job's id can be chosen over REST: only Splunk's form
             "account": self.options.account,
             "backend": self.options.backend,
             "events": self.events,

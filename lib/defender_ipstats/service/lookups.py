@@ -16,30 +16,26 @@ permitted, how many 200s and 404s the per-IP endpoint gave) travels with the req
 """
 
 import time
-from dataclasses import dataclass, replace
-from typing import Dict, List, Tuple
+from dataclasses import replace
+from typing import Dict, List
 
 from ..core.accounts import NotAllowed
-from ..core.errors import ConfigurationError, DefenderIpStatsError
+from ..core.errors import DefenderIpStatsError
 from ..core.fairshare import FairShareLimiter, user_budget, user_share
-from ..core.lookup import Resolver, normalise_ip
+from ..core.lookup import Resolver
 from ..core.model import PENDING, RATE_LIMITED, IpStats
-from ..core.settings import BACKENDS, CACHE_MODES, MAX_WAIT_LIMIT, parse_choice, parse_int
 from ..splunk import published
 from ..splunk.kvcache import KVStoreCache, SafeCache, collection_for, describe_failure
 from ..splunk.rest import KVSTORE_TIMEOUT
 from .context import RequestContext
+from .lookup_params import LookupParams
 from .restricted import ensure_apart
+from .usage import Usage
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
 CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's timeout says
 HUNTING_TIMEOUT_CAP = 25  # a hunting query must start early enough to end within the request's bound
 REQUEST_LIMIT = 28.0
-MAX_IPS = 5000
-# What the search carries from one request to the next for the routing and back-off of ``auto`` and
-# hunting: the per-IP endpoint answered as retired; hunting is not permitted; the per-IP endpoint's
-# 200s and 404s so far; Graph's quota answers in a row.
-STATE_KEYS = ("retired", "no_hunting", "ok_200", "nf_404", "quota")
 FETCH_WORKERS = 4
 
 
@@ -47,47 +43,13 @@ FETCH_WORKERS = 4
 # slots it claimed ahead in the KV store, which a new object per request would leave unused. Only a
 # shortcut: a new process opens them again, and the state that matters is in the KV store or on disk.
 _LIMITERS: Dict[tuple, object] = {}
+# Graph's quota answers in a row, per app registration: the length of hunting's next back-off. The
+# service's own (never a caller's to send or reset); the pause itself is in the shared hunting budget.
+_QUOTA_STREAKS: Dict[tuple, int] = {}
 
 
 class Forbidden(DefenderIpStatsError):
     """The caller may not use this account (allowed_roles)."""
-
-
-@dataclass(frozen=True)
-class LookupParams:
-    lookback_hours: int
-    backend: str
-    cache: str
-    max_wait: float
-    ips: Tuple[str, ...]
-    not_canonical: Tuple[str, ...]
-    sid: str
-    state: Dict[str, int]
-
-    @classmethod
-    def parse(cls, params: dict, settings) -> "LookupParams":
-        lookback = parse_int("lookback_hours", params.get("lookback_hours") or settings.lookback_hours, 1, 720,
-                             what="a number of hours")
-        backend = parse_choice("backend", params.get("backend") or settings.backend, BACKENDS)
-        cache = parse_choice("cache", params.get("cache") or "use", CACHE_MODES)
-        try:
-            max_wait = min(float(params.get("max_wait") or 0), float(MAX_WAIT_LIMIT))
-        except ValueError:
-            raise ConfigurationError("max_wait must be a number of seconds.")
-        raw = [item.strip() for item in str(params.get("ips") or "").split(",") if item.strip()]
-        if len(raw) > MAX_IPS:
-            raise ConfigurationError("At most %d IPs per lookup request, not %d." % (MAX_IPS, len(raw)))
-        ips, not_canonical = [], []
-        for item in dict.fromkeys(raw):
-            (ips if normalise_ip(item) == item else not_canonical).append(item)
-        state = {}
-        for key in STATE_KEYS:
-            try:
-                state[key] = max(0, int(params.get(key) or 0))
-            except ValueError:
-                state[key] = 0
-        return cls(lookback, backend, cache, max(0.0, max_wait), tuple(ips), tuple(not_canonical),
-                   str(params.get("sid") or "")[:200], state)
 
 
 def settings_answer(settings) -> dict:
@@ -117,8 +79,17 @@ def account_for(ctx: RequestContext, requested: str):
 def describe(ctx: RequestContext) -> dict:
     """The account and the settings; ``restricted``: only the service may read the account's cached
     answers (its ``allowed_roles``), so the search sends every IP here instead of reading the cache."""
-    settings, account = account_for(ctx, ctx.params.get("account", ""))
-    return {"account": account.name, "settings": settings_answer(settings), "restricted": int(account.restricted)}
+    usage = Usage("describe", ctx.user)
+    try:
+        settings, account = account_for(ctx, ctx.params.get("account", ""))
+        usage.of_account(account.name)
+        return {"account": account.name, "settings": settings_answer(settings),
+                "restricted": int(account.restricted)}
+    except Exception as error:
+        usage.failed(error)
+        raise
+    finally:
+        usage.log()
 
 
 class PublishingCache:
@@ -129,6 +100,7 @@ class PublishingCache:
         self.cache = cache
         self.service = service
         self.account = account  # an Account: the answers of a restricted one are never published
+        self.writes = 0  # answers written, for the request's usage line
         self.lookback_hours = lookback_hours
         self.settings = settings
         self.logger = logger
@@ -143,6 +115,7 @@ class PublishingCache:
     def put_many(self, results):
         results = list(results)
         self.cache.put_many(results)
+        self.writes += len(results)
         if self.account.restricted:
             return
         try:
@@ -165,9 +138,26 @@ class Messages:
 
 
 def lookup(ctx: RequestContext) -> dict:
-    settings, account = account_for(ctx, ctx.params.get("account", ""))
-    params = LookupParams.parse(ctx.params, settings)
-    return LookupJob(ctx, settings, account, params).run()
+    """The lookups of one request, and its one usage line (``service/usage.py``), whatever the outcome."""
+    usage = Usage("lookup", ctx.user)
+    job = None
+    try:
+        settings, account = account_for(ctx, ctx.params.get("account", ""))
+        usage.of_account(account.name)
+        params = LookupParams.parse(ctx.params, settings)
+        usage.backend, usage.sid, usage.ips = params.backend, params.sid, len(params.ips)
+        job = LookupJob(ctx, settings, account, params)
+        answer = job.run()
+        if answer["pending"] or any(r["status"] == RATE_LIMITED for r in answer["results"].values()):
+            usage.outcome = "rate_limited"
+        return answer
+    except Exception as error:
+        usage.failed(error)
+        raise
+    finally:
+        if job is not None:
+            usage.spent(job.metrics(job.cache), job.cache.writes if job.cache is not None else 0)
+        usage.log()
 
 
 class LookupJob:
@@ -184,6 +174,7 @@ class LookupJob:
         self.tokens = []
         self.fetchers = []
         self.limiters = []
+        self.cache = None
 
     def run(self) -> dict:
         params, logger = self.params, self.ctx.logger
@@ -200,6 +191,7 @@ class LookupJob:
                                        self.settings.not_seen_ttl, backend=params.backend, max_age=max_age,
                                        collection=collection_for(self.account)), self.messages.warn, logger),
                 kv_service, self.account, params.lookback_hours, self.settings, logger)
+        self.cache = cache
         answers = Resolver(cache, self, mode).resolve(list(params.ips)) if params.ips else {}
         results, pending = {}, []
         for ip, stats in answers.items():
@@ -214,18 +206,13 @@ class LookupJob:
             "account": self.account.name, "lookback_hours": params.lookback_hours,
             "results": results, "pending": pending,
             "retry_in": round(max([f.retry_in for f in self.fetchers] or [0.0]), 3),
-            "messages": self.messages.items, "metrics": self._metrics(cache), "state": self._state(),
+            "messages": self.messages.items, "metrics": self.metrics(cache), "state": self._state(),
         }
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
         if (pending or answer.get("budget_returns_in")) and self._over_share():
             # the caller's own share is spent, not the account's budget: say so, and whose
             answer["share"] = {"user": self.ctx.caller.user, "percent": self.settings.user_share_percent}
-        # Prose, not key=value: the dashboard adds up the searches' summary lines, not these.
-        logger.info("service lookups for user %s, account %s, sid %s: %d IPs asked, %d answered, %d pending, "
-                    "%d API calls, %d hunting calls", self.ctx.caller.user, self.account.name, params.sid or "-",
-                    len(params.ips), len(results), len(pending), answer["metrics"]["api_calls"],
-                    answer["metrics"]["hunting_calls"])
         return answer
 
     # -- the Resolver's fetcher -------------------------------------------------------------
@@ -281,7 +268,7 @@ class LookupJob:
             hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
                                      split=self.hunting_client.batches,
                                      should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
-                                     may_wait=False, quota_streak=params.state["quota"])
+                                     may_wait=False, quota_streak=_QUOTA_STREAKS.get(self._registration, 0))
             self.tokens.append(graph_tokens)
             self.limiters.append(hunting_limiter)
         router = BackendRouter(params.backend, self.messages.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
@@ -353,7 +340,7 @@ class LookupJob:
                                    "remaining IPs of this search were not sent (status error). "
                                    "See defenderipstats.log.")
 
-    def _metrics(self, cache) -> dict:
+    def metrics(self, cache) -> dict:
         client, hunting = self.client, self.hunting_client
         return {
             "api_calls": client.calls if client is not None else 0,
@@ -375,8 +362,12 @@ class LookupJob:
         if client is not None:
             state["ok_200"], state["nf_404"] = client.answered_200, client.answered_404
         if router is not None and router.hunting is not None:
-            state["quota"] = router.hunting.quota_streak
+            _QUOTA_STREAKS[self._registration] = router.hunting.quota_streak
         return state
+
+    @property
+    def _registration(self) -> tuple:
+        return self.account.tenant_id.lower(), self.account.client_id.lower()
 
 
 def _hunting_limits(settings):
