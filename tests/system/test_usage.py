@@ -93,3 +93,24 @@ def test_every_request_writes_one_usage_line_whatever_its_outcome(app):
     assert outcomes == ["refused", "ok"], lines
     assert "account=- " in lines[0]  # an account the caller may not use is not named on their line
     assert app.defender.api_calls() == 1
+
+
+def test_no_caller_shortens_or_resets_the_hunting_quota_back_off(app):
+    """Graph's quota answers without Retry-After pause hunting 10 s, then 20 s for the next in a row: the
+    count is the service's, so a caller sending quota=0, a negative one or any other state changes nothing."""
+    import time
+
+    add_analyst_and_plain_user(app.splunkd)
+    app.configure_account(graph_url=app.defender.base_url)
+    app.defender.hunting.inject("quota", times=2, retry_after=None)
+    ips = dataset.ips(5, seed=202)
+    form = dict(ips=",".join(ips), backend="hunting", max_wait="0")
+    status, first = _post(app, ANALYST, ANALYST_PW, **form)
+    assert status == 200 and 9 <= first["budget_returns_in"] <= 10.5, first
+    time.sleep(first["budget_returns_in"] + 0.2)
+    status, second = _post(app, ANALYST, ANALYST_PW, quota="0", **form)  # the old state key: ignored now
+    assert status == 200 and app.defender.hunting.calls() == 2
+    assert 19 <= second["budget_returns_in"] <= 20.5, second  # the second in a row: twice as long
+    status, answer = _post(app, ANALYST, ANALYST_PW, quota="-100", **form)
+    assert status == 200 and answer["budget_returns_in"] > 15 and app.defender.hunting.calls() == 2
+    assert "quota" not in answer["state"]  # nothing about it travels with the caller any more
