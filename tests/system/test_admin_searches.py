@@ -5,7 +5,6 @@ Checked against the splunkd stand-in as splunkd checks a saved search (read acce
 dispatches it; anyone else is told it does not exist), and on the shipped files.
 """
 
-import base64
 import json
 import os
 import urllib.error
@@ -14,6 +13,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 
 import pytest
+from restcalls import call
 
 from harness import ACCOUNT, APP, APP_ROOT, events, expected_fields
 from standins import dataset
@@ -32,25 +32,12 @@ def users_app(app):
     return app
 
 
-def _rest(app, user, password, method, path, **form):
-    params = dict(form, output_mode="json")
-    data = urllib.parse.urlencode(params).encode() if method == "POST" else None
-    query = "" if method == "POST" else "?" + urllib.parse.urlencode(params)
-    request = urllib.request.Request(app.splunkd.base_url + path + query, data=data, method=method)
-    request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def _saved(name=""):
     return "/servicesNS/nobody/%s/saved/searches%s" % (APP, "/" + urllib.parse.quote(name, safe="") if name else "")
 
 
 def _listed(app, user, password):
-    status, body = _rest(app, user, password, "GET", _saved(), count="0")
+    status, body = call(app, user, password, "GET", _saved(), count="0")
     assert status == 200, body
     return {entry["name"] for entry in json.loads(body)["entry"]}
 
@@ -62,8 +49,8 @@ def test_a_user_can_neither_see_nor_run_the_searches_that_write(users_app, user,
     assert EXAMPLE in listed  # the example alerts stay every user's
     assert not listed & set(WRITING)
     for name in WRITING:
-        assert _rest(app, user, password, "GET", _saved(name))[0] == 404
-        status, body = _rest(app, user, password, "POST", _saved(name) + "/dispatch")
+        assert call(app, user, password, "GET", _saved(name))[0] == 404
+        status, body = call(app, user, password, "POST", _saved(name) + "/dispatch")
         assert status == 404 and "Could not find object" in body, (name, status, body)
     assert not [job for job in app.splunkd._jobs.values() if job.get("savedsearch") in WRITING]
 
@@ -72,7 +59,7 @@ def test_the_admin_sees_and_runs_them(users_app):
     app = users_app
     assert set(WRITING) <= _listed(app, "admin", "changeme")
     for name in WRITING:
-        status, body = _rest(app, "admin", "changeme", "POST", _saved(name) + "/dispatch")
+        status, body = call(app, "admin", "changeme", "POST", _saved(name) + "/dispatch")
         assert status == 201 and json.loads(body)["sid"], body
 
 

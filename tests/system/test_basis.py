@@ -6,12 +6,9 @@ savedsearches.conf); ``auto`` takes the fresh ``ipstats`` answer; each row says 
 carries (``defender_basis``).
 """
 
-import base64
-import json
 import os
-import urllib.parse
-import urllib.request
 
+from restcalls import call_json
 from spl import commands, expand_macros, split_args
 
 from harness import APP, APP_ROOT, events, expected_fields
@@ -32,16 +29,6 @@ def _warmer_args():
     return split_args(args)
 
 
-def _post_as_analyst(app, **form):
-    request = urllib.request.Request(
-        app.splunkd.base_url + "/servicesNS/nobody/%s/defenderipstats/lookup" % APP,
-        data=urllib.parse.urlencode(dict(form, output_mode="json")).encode(), method="POST")
-    credentials = base64.b64encode(("%s:%s" % (ANALYST, ANALYST_PW)).encode()).decode()
-    request.add_header("Authorization", "Basic " + credentials)
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read().decode())
-
-
 def _ipstats_figures(ip):
     fields = expected_fields(ip)
     return fields["defender_prevalence"], fields["defender_status"]
@@ -59,7 +46,9 @@ def test_ipstats_figures_survive_a_hunting_refresh_and_the_warmer(app):
     assert admin.errors == [] and app.defender.api_calls() == 5
     assert {r["defender_basis"] for r in admin.records} == {"ipstats"}
 
-    answer = _post_as_analyst(app, ips=",".join(ips), backend="hunting", cache="refresh", max_wait="0")
+    status, answer = call_json(app, ANALYST, ANALYST_PW, "POST", "/servicesNS/nobody/%s/defenderipstats/lookup" % APP,
+                               ips=",".join(ips), backend="hunting", cache="refresh", max_wait="0")
+    assert status == 200, answer
     assert {answer["results"][ip]["status"] for ip in ips} == {"found"}
     warmer = app.search(_warmer_args(), [[{"dest": ip, "connections": "3", "sources": "1"} for ip in ips]])
     assert warmer.errors == [] and {r["defender_basis"] for r in warmer.records} == {"hunting"}

@@ -5,12 +5,9 @@ the analyst's share of the hour is spent, more is refused (``rate_limited``, say
 share), while another user's search still completes within what remains.
 """
 
-import base64
-import json
-import urllib.parse
-import urllib.request
 
 import pytest
+from restcalls import call_json
 
 from harness import APP, events, expected_fields
 from standins import dataset
@@ -18,12 +15,10 @@ from users import ANALYST, ANALYST_PW, add_analyst_and_plain_user
 
 
 def _post(app, user, password, **form):
-    request = urllib.request.Request(app.splunkd.base_url + "/servicesNS/nobody/%s/defenderipstats/lookup" % APP,
-                                     data=urllib.parse.urlencode(dict(form, output_mode="json")).encode(),
-                                     method="POST")
-    request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read().decode())
+    status, answer = call_json(app, user, password, "POST", "/servicesNS/nobody/%s/defenderipstats/lookup" % APP,
+                               **form)
+    assert status == 200, answer
+    return answer
 
 
 @pytest.mark.parametrize("maxwait", ["0", "2"])  # refused in the service, or after waiting in the search
@@ -86,10 +81,7 @@ def test_the_setup_pages_figures_say_what_each_user_spent_this_hour(app):
                username=ANALYST)
     app.search(["field=src_ip", "backend=ipstats"], [events(dataset.ips(3, status="found", seed=197))])
     app.search(["field=src_ip", "backend=hunting"], [events(dataset.ips(4, seed=198))], username=ANALYST)
-    request = urllib.request.Request(app.splunkd.base_url + "/servicesNS/nobody/%s/defenderipstats/accounts"
-                                     "?output_mode=json" % APP)
-    request.add_header("Authorization", "Basic " + base64.b64encode(b"admin:changeme").decode())
-    with urllib.request.urlopen(request, timeout=60) as response:
-        [account] = json.loads(response.read().decode())["accounts"]
+    status, answer = call_json(app, "admin", "changeme", "GET", "/servicesNS/nobody/%s/defenderipstats/accounts" % APP)
+    [account] = answer["accounts"]
     assert account["spend"] == {"ipstats": {ANALYST: 7, "admin": 3}, "hunting": {ANALYST: 1}}
     assert app.defender.api_calls() == 10 and app.defender.hunting.calls() == 1

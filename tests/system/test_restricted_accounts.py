@@ -7,14 +7,11 @@ an analyst holding the app's role but not the account's, and as a plain user, ov
 ``| inputlookup``; the allowed user still gets warm answers without an API call.
 """
 
-import base64
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
+from restcalls import call
 from spl import app_pipeline
 
 from harness import ACCOUNT, APP, APP_ROOT, events, expected_fields
@@ -38,17 +35,7 @@ def tenants(app):
 
 
 def _rest(app, user, password, method, path, **form):
-    params = dict(form, output_mode="json")
-    data = urllib.parse.urlencode(params).encode() if method == "POST" else None
-    query = "" if method == "POST" else "?" + urllib.parse.urlencode(params)
-    request = urllib.request.Request(app.splunkd.base_url + "/servicesNS/nobody/%s/%s" % (APP, path) + query,
-                                     data=data, method=method)
-    request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    return call(app, user, password, method, "/servicesNS/nobody/%s/%s" % (APP, path), **form)
 
 
 def _inputlookup(app, user, password, lookup):

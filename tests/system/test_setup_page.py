@@ -118,6 +118,16 @@ def _redrawn(driver, before):
     _wait(driver, lambda: _loads(driver) > before, what="the page to redraw")
 
 
+def _submit(driver, button, previous):
+    """Press ``button`` and wait for a new status (not ``previous``) and the page redrawn after it."""
+    before = _loads(driver)
+    driver.find_element("id", button).click()
+    result = _wait_status(driver, previous)
+    if result[0] == "ok":
+        _redrawn(driver, before)
+    return result
+
+
 def _form_test(driver):
     previous = _status(driver).text
     driver.find_element("id", "dips-form-test").click()
@@ -211,20 +221,14 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     assert app.splunkd.conf("defenderipstats_accounts", "contoso")["cloud"] == "eu"
     _select(driver, "cloud", "eu")
     _fill(driver, "timeout", "45")
-    before = _loads(driver)
-    driver.find_element("id", "dips-save").click()
-    assert _wait_status(driver, text) == ("ok", "Saved account contoso.")
-    _redrawn(driver, before)
+    assert _submit(driver, "dips-save", text) == ("ok", "Saved account contoso.")
     assert app.splunkd.conf("defenderipstats_accounts", "contoso")["timeout"] == "45"
     assert app.splunkd.password(APP, "contoso") == DEFAULT_SECRET
 
     # The defaults.
     _select(driver, "default_account", "contoso")
     _fill(driver, "lookback_hours", "168")
-    before = _loads(driver)
-    driver.find_element("id", "dips-settings-save").click()
-    assert _wait_status(driver, "Saved account contoso.") == ("ok", "Saved the settings.")
-    _redrawn(driver, before)
+    assert _submit(driver, "dips-settings-save", "Saved account contoso.") == ("ok", "Saved the settings.")
     settings = app.splunkd.conf("defenderipstats", "settings")
     assert (settings["default_account"], settings["lookback_hours"]) == ("contoso", "168")
     # Every [settings] key is on the page, with its explanation; each is range-checked by the service.
@@ -243,10 +247,7 @@ def test_admin_adds_tests_edits_and_deletes_an_account(browser, web, bare_app, t
     assert kind == "fail" and "user_share_percent must be a percentage from 1 to 100" in text, text
     _fill(driver, "user_share_percent", "30")
     _fill(driver, "hunting_rate_per_hour", "600")
-    before = _loads(driver)
-    driver.find_element("id", "dips-settings-save").click()
-    assert _wait_status(driver, text) == ("ok", "Saved the settings.")
-    _redrawn(driver, before)
+    assert _submit(driver, "dips-settings-save", text) == ("ok", "Saved the settings.")
     settings = app.splunkd.conf("defenderipstats", "settings")
     assert (settings["user_share_percent"], settings["hunting_rate_per_hour"]) == ("30", "600")
     # What each user spent this hour, per account.

@@ -190,7 +190,8 @@ def test_the_dashboard_has_the_panels_analysts_need():
     assert "1,500" in titles and "100" in titles          # budget against both limits
     assert "hit rate" in titles.lower() and "cache size" in titles.lower()
     assert "rare" in titles.lower() and "first seen" in titles.lower()
-    assert "source=*defenderipstats.log*" in text and "inputlookup defenderipstats_cache" in text
+    assert "sourcetype=defenderipstats:log request=lookup" in text and "inputlookup defenderipstats_cache" in text
+    assert "api_calls=*" not in text  # the figures come from the service's usage lines, not any key=value
     assert "$base$" in text and "$field|s$" in text       # built on the analyst's own search
     # Both APIs' budgets: per-IP calls against 100/min and 1,500/h, hunting calls against theirs.
     assert "sum(hunting_calls)" in text and "45" in titles and "hunting" in titles.lower()
@@ -266,7 +267,7 @@ def test_the_warmers_own_command_call_makes_no_per_ip_call(app):
     assert run.returncode == 0, run.stderr
     assert app.defender.api_calls() == 0 and app.defender.hunting.calls() >= 1
     assert {r["defender_source"] for r in run.records} == {"hunting"}
-    [line] = [line for line in app.log_text().splitlines() if " api_calls=" in line]
+    [line] = [line for line in app.log_text().splitlines() if " defender_ipstats - sid=" in line]
     summary = dict(re.findall(r"(\w+)=(\S+)", line))
     assert summary["api_calls"] == "0" and int(summary["hunting_calls"]) >= 1 and summary["distinct_ips"] == "60"
 

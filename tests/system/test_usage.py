@@ -6,17 +6,13 @@ which come from props.conf's anchored patterns only (tests/support/splunklog.py 
 log as Splunk's search-time extraction would).
 """
 
-import base64
-import json
 import os
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 import xml.etree.ElementTree as ET
 from collections import Counter
 
 import splunklog
+from restcalls import call_json
 
 from harness import APP, APP_ROOT, events
 from standins import dataset
@@ -27,15 +23,7 @@ PANEL = "API calls per user and account"
 
 
 def _post(app, user, password, **form):
-    request = urllib.request.Request(app.splunkd.base_url + "/servicesNS/nobody/%s/defenderipstats/lookup" % APP,
-                                     data=urllib.parse.urlencode(dict(form, output_mode="json")).encode(),
-                                     method="POST")
-    request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read().decode())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read().decode())
+    return call_json(app, user, password, "POST", "/servicesNS/nobody/%s/defenderipstats/lookup" % APP, **form)
 
 
 def _panel_query(title):

@@ -98,17 +98,13 @@ class SlidingWindowLimiter:
             self._mine.stamp = now
 
     def completed(self) -> None:
-        stamp = getattr(self._mine, "stamp", None)
-        self._mine.stamp = None
-        if stamp is None:
-            return
-        with self._lock:
-            index = bisect.bisect_left(self._stamps, stamp)
-            if index < len(self._stamps) and self._stamps[index] == stamp:
-                del self._stamps[index]
-                bisect.insort(self._stamps, max(stamp, self.clock()))
+        self._unstamp(restamp=True)
 
     def release(self) -> None:
+        self._unstamp(restamp=False)
+
+    def _unstamp(self, restamp: bool) -> None:
+        """Takes this thread's last call out of the windows: again from now (``restamp``), or for good."""
         stamp = getattr(self._mine, "stamp", None)
         self._mine.stamp = None
         if stamp is None:
@@ -117,6 +113,8 @@ class SlidingWindowLimiter:
             index = bisect.bisect_left(self._stamps, stamp)
             if index < len(self._stamps) and self._stamps[index] == stamp:
                 del self._stamps[index]
+                if restamp:
+                    bisect.insort(self._stamps, max(stamp, self.clock()))
 
     def available_in(self) -> float:
         with self._lock:
@@ -266,25 +264,23 @@ class SharedWindowLimiter:
             self._trouble(error)
 
     def completed(self) -> None:
-        ticket = getattr(self._mine, "ticket", None)
-        self._mine.ticket = None
-        if ticket is None:
-            return
-        try:
-            with self._transaction() as db:
-                db.execute("UPDATE calls SET at = MAX(at, ?) WHERE rowid = ?", (self.clock(), ticket))
-        except sqlite3.Error as error:  # the call keeps its earlier stamp: a little less margin
-            self._trouble(error)
+        # if the state cannot be written, the call keeps its earlier stamp: a little less margin
+        self._on_ticket("UPDATE calls SET at = MAX(at, ?) WHERE rowid = ?", self.clock)
 
     def release(self) -> None:
+        # if the state cannot be written, the place stays counted: a little less budget, never more
+        self._on_ticket("DELETE FROM calls WHERE rowid = ?")
+
+    def _on_ticket(self, statement: str, clock=None) -> None:
+        """Runs ``statement`` on this thread's last call (its row id last; ``clock``'s time before it)."""
         ticket = getattr(self._mine, "ticket", None)
         self._mine.ticket = None
         if ticket is None:
             return
         try:
             with self._transaction() as db:
-                db.execute("DELETE FROM calls WHERE rowid = ?", (ticket,))
-        except sqlite3.Error as error:  # the place stays counted: a little less budget, never more
+                db.execute(statement, ((clock(), ticket) if clock is not None else (ticket,)))
+        except sqlite3.Error as error:
             self._trouble(error)
 
     def available_in(self) -> float:
