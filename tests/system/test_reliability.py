@@ -260,5 +260,6 @@ def test_a_search_cancelled_during_a_service_request_stops_its_calls_inside_that
     assert app.defender.api_calls() <= 30  # a poll of the job (every 3 s) and the calls in flight, then none
     stopped = [r for r in run.records if r["defender_status"] == "error"]
     assert len(stopped) >= 30 and all("cancelled or finalised" in r["defender_error"] for r in stopped)
-    requests = [line for line in app.log_text().splitlines() if "service lookups for user" in line]
+    requests = [line for line in app.log_text().splitlines()
+                if " defender_ipstats.usage - usage request=lookup " in line]
     assert len(requests) == 1, requests  # all of it within the one request
