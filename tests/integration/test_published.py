@@ -261,3 +261,23 @@ def test_the_automatic_lookup_ships_bound_to_no_data_and_works_once_bound(splunk
     out = make_pipeline(admin).run("| lookup " + definition, [{"dest_ip": "192.0.2.1"}, {"dest_ip": "192.0.2.8"}])
     assert out[0]["defender_prevalence"] == "4" and out[0]["defender_status"] == FOUND
     assert "defender_prevalence" not in out[1] or out[1]["defender_prevalence"] is None
+
+
+def test_rebuild_with_one_account_and_no_default_keeps_what_the_service_resolved_and_published(app):
+    """default_account empty means the one configured account: the service resolves it and publishes its
+    answers, and the rebuild goes on publishing that account's fresh entries (never the name 'default')."""
+    now = time.time()
+    app.configure_account("acme")
+    app.settings(default_account="", lookback_hours="720", cache_ttl="7200", not_seen_ttl="600")
+    app.splunkd.kv_insert(CACHE, [cache_doc("acme", 720, "192.0.2.1", now=now),
+                                  cache_doc("acme", 720, "192.0.2.2", now=now),
+                                  cache_doc("acme", 720, "192.0.2.4", age=8000, now=now)], app=APP)
+    # Nothing published yet: the rebuild has no account to go by and writes nothing (the search fails).
+    with pytest.raises(SyntaxError):
+        make_pipeline(app.admin, clock=lambda: now).run(rebuild_search())
+    assert published_rows(app.splunkd) == {}
+    published.publish(connect(app.splunkd.base_url, app.splunkd.new_session_key("admin")),
+                      [IpStats(ip="192.0.2.4", status=FOUND, prevalence=5, source="api", fetched_at=now - 8000,
+                               basis="ipstats")], "acme", 720, settings("acme"), clock=lambda: now)
+    make_pipeline(app.admin, clock=lambda: now).run(rebuild_search())
+    assert set(published_rows(app.splunkd)) == {"192.0.2.1", "192.0.2.2"}  # fresh ones; the expired one goes

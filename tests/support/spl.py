@@ -450,8 +450,10 @@ class Pipeline:
 
     # commands
     def _cmd_inputlookup(self, args, rows, now):
+        """inputlookup [append=true] <lookup>: the lookup's rows, after the results so far with append."""
         parts = split_args(args)
         name = parts[-1]
+        append = any(p.lower() in ("append=true", "append=t", "append=1") for p in parts[:-1])
         collection, fields = self.lookups[name]
         response = self.service.get("storage/collections/data/%s" % collection, owner="nobody", app=self.app,
                                     output_mode="json")
@@ -459,7 +461,7 @@ class Pipeline:
         out = []
         for document in documents:  # inputlookup shows the fields_list fields, as text
             out.append({key: _text(document[key]) for key in fields if document.get(key) not in (None, "")})
-        return out
+        return (list(rows or []) + out) if append else out
 
     def _cmd_lookup(self, args, rows, now):
         """lookup <name> <field> [AS <event field>] OUTPUT|OUTPUTNEW <field> [AS <name>] ...
