@@ -5,6 +5,7 @@ the analyst's share of the hour is spent, more is refused (``rate_limited``, say
 share), while another user's search still completes within what remains.
 """
 
+import re
 
 import pytest
 from restcalls import call_json
@@ -28,10 +29,12 @@ def test_one_user_spends_at_most_the_share_and_another_still_gets_the_rest(app, 
     ips = dataset.ips(30, status="found", seed=191)
     greedy = app.search(["field=src_ip", "backend=ipstats", "maxwait=" + maxwait], [events(ips[:15])],
                         username=ANALYST)
-    statuses = [r["defender_status"] for r in greedy.records]
+    statuses = sorted(r["defender_status"] for r in greedy.records)  # which 10 got the calls: the workers' race
     assert statuses == ["found"] * 10 + ["rate_limited"] * 5 and app.defender.api_calls() == 10
-    assert {r["defender_error"] for r in greedy.records[10:]} == \
-        {"your share of the hourly API budget is used up (user_share_percent = 50 %); it returns in about 3600 s"}
+    share_spent = re.compile(r"your share of the hourly API budget is used up \(user_share_percent = 50 %\); "
+                             r"it returns in about 3[0-6]\d\d s")  # when the analyst's first call of the hour leaves it
+    assert all(share_spent.fullmatch(r["defender_error"]) for r in greedy.records
+               if r["defender_status"] == "rate_limited")
     assert any("Your share of the Defender API budget" in text for _, text in greedy.messages), greedy.messages
     # Straight to the service, with other IPs and another look-back: nothing more.
     for hours in ("1", "24"):

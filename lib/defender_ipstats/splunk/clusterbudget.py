@@ -22,7 +22,7 @@ from collections import deque
 from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 from .budget import MAX_PAUSE, host_limiter, normalised_limits, registration_key
-from .slotstore import BudgetStoreUnavailable, SlotStore, cluster_members
+from .slotstore import BudgetStoreUnavailable, SlotStore, cluster_members, number_or_none, span_text
 
 # A call reaches the API within this long of taking its slot, or its slot is stamped again when it
 # completes (``completed``); the next call counting on it waits this much longer.
@@ -77,6 +77,7 @@ class ClusterWindowLimiter:
         self._paused_until = float("-inf")
         self._handover_until = float("-inf")  # a marker in the store: calls take a slot and a share
         self._fallen_back = False  # the KV store failed: this member keeps to its share
+        self._share_from = float("-inf")  # ...from then on (see _on_share)
         self._next_probe = float("-inf")
         self._next_cleanup = float("-inf")
         self.claimed = 0
@@ -115,7 +116,7 @@ class ClusterWindowLimiter:
             if self._fallen_back and now >= self._next_probe:
                 self._probe(now)
             if self._fallen_back:
-                return self.host.try_acquire()
+                return self._on_share(self.host.try_acquire)
             share_wait = self._handover_wait(now)
             if share_wait > 0:
                 return share_wait
@@ -127,7 +128,7 @@ class ClusterWindowLimiter:
                     wait = self._claim()
                 except BudgetStoreUnavailable as error:
                     self._fall_back(error)
-                    return self.host.try_acquire()
+                    return self._on_share(self.host.try_acquire)
                 if wait > 0:
                     return wait
                 slot = self._take_reserved(self.clock())
@@ -187,7 +188,7 @@ class ClusterWindowLimiter:
             if now < self._paused_until:
                 return self._paused_until - now
             if self._fallen_back:
-                return self.host.available_in()
+                return self._on_share(self.host.available_in)
             share_wait = self._handover_wait(now)
             if share_wait > 0:
                 return share_wait
@@ -199,7 +200,7 @@ class ClusterWindowLimiter:
                 return max(0.0, self._claim(take=False))
             except BudgetStoreUnavailable as error:
                 self._fall_back(error)
-                return self.host.available_in()
+                return self._on_share(self.host.available_in)
 
     # -- claiming -------------------------------------------------------------------------
     def _take_reserved(self, now: float) -> Optional[Tuple[int, float]]:
@@ -223,12 +224,12 @@ class ClusterWindowLimiter:
                                                                     "$lte": base + span - count}},
                             "fields": "n,at", "limit": span})
         pages = self.store.find(queries)
-        highest = max([_number(doc.get("n")) for doc in pages[0]] + [-1])
-        markers = {doc.get("_key"): _number(doc.get("until"), float) for doc in pages[1]}
+        highest = max([number_or_none(doc.get("n")) for doc in pages[0]] + [-1])
+        markers = {doc.get("_key"): number_or_none(doc.get("until"), float) for doc in pages[1]}
         stamps = {}
         for page in pages[2:]:
             for doc in page:
-                number, at = _number(doc.get("n")), _number(doc.get("at"), float)
+                number, at = number_or_none(doc.get("n")), number_or_none(doc.get("at"), float)
                 if number is not None and at is not None:
                     stamps[number] = max(at, stamps.get(number, at))
         return highest, markers, stamps
@@ -332,12 +333,19 @@ class ClusterWindowLimiter:
             return 0.0
         return self.host.available_in()
 
+    def _on_share(self, ask) -> float:
+        """On the member's share, not before the calls numbered before the outage are out of the shortest
+        window: the members may have spent unevenly, and one under its share would add to one over it."""
+        wait = self._share_from - self.clock()
+        return wait if wait > 0 else ask()
+
     def _fall_back(self, error: Exception) -> None:
         if not self._fallen_back:
             self._fallen_back = True
+            self._share_from = self.clock() + (self.limits[0][1] if self.limits else 0.0) + SLACK
             self._next_probe = self.clock() + PROBE_EVERY
             self._reserve.clear()
-            share = ", ".join("%d per %s" % (count, _span(seconds)) for count, seconds in self.host.limits)
+            share = ", ".join("%d per %s" % (count, span_text(seconds)) for count, seconds in self.host.limits)
             self.logger.warning("budget %s: the cluster's budget in the KV store is unavailable (%s); this member "
                                 "keeps to its share of the API budget (%s, 1/%d of it) until the KV store answers",
                                 self.budget, error, share, self.members)
@@ -355,7 +363,7 @@ class ClusterWindowLimiter:
         try:
             pages = self.store.find([{"query": {"_key": self._share_key}}])
             for doc in pages[0]:
-                until = max(until, _number(doc.get("until"), float) or until)
+                until = max(until, number_or_none(doc.get("until"), float) or until)
             self.store.save([{"_key": self._share_key, "handover_of": self.budget, "until": until,
                               "expires": until + SLACK}])
         except BudgetStoreUnavailable:
@@ -364,18 +372,6 @@ class ClusterWindowLimiter:
         self._handover_until = max(self._handover_until, until)
         self.logger.info("budget %s: the KV store answers again; until %s every call takes a slot and its "
                          "member's share", self.budget, time.strftime("%H:%M:%S", time.gmtime(until)))
-
-
-def _number(value, kind=int):
-    try:
-        return kind(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _span(seconds: float) -> str:
-    return "%g s" % seconds if seconds < 60 else ("%g min" % (seconds / 60) if seconds < 3600 else
-                                                  "%g h" % (seconds / 3600))
 
 
 # -- which budget for this server -----------------------------------------------------------

@@ -106,3 +106,15 @@ def _describe(error) -> str:
     return "splunkd answered %s" % status if status else type(error).__name__
 
 
+def number_or_none(value, kind=int):
+    """A KV store field as a number, or None where it is missing or not one."""
+    try:
+        return kind(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def span_text(seconds: float) -> str:
+    """A window's length in words: "5 s", "1 min", "1 h"."""
+    return "%g s" % seconds if seconds < 60 else ("%g min" % (seconds / 60) if seconds < 3600 else
+                                                  "%g h" % (seconds / 3600))
