@@ -153,11 +153,17 @@ class GatedFetcher:
         return self.gate.budget_returns_in
 
     def budget_spent(self, budget: str = "API budget") -> str:
-        """Why a call found no budget: the account's ``budget`` is used up, or the caller's own share of
-        it (a ``FairShareLimiter`` refused), and when it returns."""
+        """Why a call found no budget (``budget_spent_reason``); a ``FairShareLimiter`` says whose."""
         limiter = self.gate.limiter
-        returns_in = max(1, round(self.budget_returns_in))
-        if getattr(limiter, "over_share", False):
-            return ("your share of the hourly %s is used up (user_share_percent = %s %%); it returns in about %d s"
-                    % (budget, limiter.percent, returns_in))
-        return "%s used up; it returns in about %d s" % (budget, returns_in)
+        share = limiter.percent if getattr(limiter, "over_share", False) else None
+        return budget_spent_reason(self.budget_returns_in, share, budget)
+
+
+def budget_spent_reason(returns_in: float, share_percent=None, budget: str = "API budget") -> str:
+    """The account's ``budget`` is used up, or the caller's own share of it (``share_percent``), and when
+    it returns: the one wording of a ``rate_limited`` answer, in the service and in the search alike."""
+    returns_in = max(1, round(returns_in))
+    if share_percent is not None:
+        return ("your share of the hourly %s is used up (user_share_percent = %s %%); it returns in about %d s"
+                % (budget, share_percent, returns_in))
+    return "%s used up; it returns in about %d s" % (budget, returns_in)

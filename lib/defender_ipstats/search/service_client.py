@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional
 from splunklib import binding
 
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
-from ..core.gate import STOPPED_REASON, WAIT_STEP
+from ..core.gate import STOPPED_REASON, WAIT_STEP, budget_spent_reason
 from ..core.model import PENDING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
@@ -141,10 +141,7 @@ class ServiceLookups:
         return answers
 
     def _why_limited(self, wait: float) -> str:
-        if self.share:
-            return ("your share of the hourly API budget is used up (user_share_percent = %s %%); it returns in "
-                    "about %d s" % (self.share.get("percent"), max(1, round(wait))))
-        return "API budget used up; it returns in about %d s" % max(1, round(wait))
+        return budget_spent_reason(wait, self.share.get("percent") if self.share else None)
 
     def _ask(self, ips: List[str]) -> dict:
         self.requests += 1

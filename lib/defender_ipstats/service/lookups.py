@@ -19,7 +19,6 @@ import time
 from dataclasses import replace
 from typing import Dict, List
 
-from ..core.accounts import NotAllowed
 from ..core.errors import DefenderIpStatsError
 from ..core.fairshare import FairShareLimiter, user_budget, user_share
 from ..core.lookup import Resolver
@@ -48,10 +47,6 @@ _LIMITERS: Dict[tuple, object] = {}
 _QUOTA_STREAKS: Dict[tuple, int] = {}
 
 
-class Forbidden(DefenderIpStatsError):
-    """The caller may not use this account (allowed_roles)."""
-
-
 def settings_answer(settings) -> dict:
     return {key: str(value) for key, value in settings.__dict__.items()}
 
@@ -64,11 +59,8 @@ def account_for(ctx: RequestContext, requested: str):
     """
     settings = ctx.conf.settings()
     directory = ctx.conf.account_directory(ctx.logger)
-    try:
-        account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin,
-                                    roles=ctx.caller.roles)
-    except NotAllowed as error:
-        raise Forbidden(str(error))
+    account = directory.resolve(requested, settings.default_account, list_names=ctx.caller.is_admin,
+                                roles=ctx.caller.roles)  # NotAllowed (a 403) is told to admins only
     try:
         default = account.name if not requested.strip() else directory.resolve("", settings.default_account).name
     except DefenderIpStatsError:
@@ -79,17 +71,11 @@ def account_for(ctx: RequestContext, requested: str):
 def describe(ctx: RequestContext) -> dict:
     """The account and the settings; ``restricted``: only the service may read the account's cached
     answers (its ``allowed_roles``), so the search sends every IP here instead of reading the cache."""
-    usage = Usage("describe", ctx.user)
-    try:
+    with Usage("describe", ctx.user) as usage:
         settings, account = account_for(ctx, ctx.params.get("account", ""))
         usage.of_account(account.name)
         return {"account": account.name, "settings": settings_answer(settings),
                 "restricted": int(account.restricted)}
-    except Exception as error:
-        usage.failed(error)
-        raise
-    finally:
-        usage.log()
 
 
 class PublishingCache:
@@ -139,25 +125,19 @@ class Messages:
 
 def lookup(ctx: RequestContext) -> dict:
     """The lookups of one request, and its one usage line (``service/usage.py``), whatever the outcome."""
-    usage = Usage("lookup", ctx.user)
-    job = None
-    try:
+    with Usage("lookup", ctx.user) as usage:
         settings, account = account_for(ctx, ctx.params.get("account", ""))
         usage.of_account(account.name)
         params = LookupParams.parse(ctx.params, settings)
         usage.backend, usage.sid, usage.ips = params.backend, params.sid, len(params.ips)
         job = LookupJob(ctx, settings, account, params)
-        answer = job.run()
+        try:
+            answer = job.run()
+        finally:  # what the job spent counts, whether it answered or failed
+            usage.spent(job.metrics(job.cache), job.cache.writes if job.cache is not None else 0)
         if answer["pending"] or any(r["status"] == RATE_LIMITED for r in answer["results"].values()):
             usage.outcome = "rate_limited"
         return answer
-    except Exception as error:
-        usage.failed(error)
-        raise
-    finally:
-        if job is not None:
-            usage.spent(job.metrics(job.cache), job.cache.writes if job.cache is not None else 0)
-        usage.log()
 
 
 class LookupJob:

@@ -11,11 +11,11 @@ path, so no path can reach a handler whose capability the caller lacks.
 
 import json
 
+from ..core.accounts import NotAllowed
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
 from ..splunk.logs import one_line
 from . import admin, lookups
 from .context import RequestContext
-from .lookups import Forbidden
 
 LOOKUP, ACCOUNTS, SETTINGS = "script:defenderipstats_lookup", "script:defenderipstats_accounts", \
     "script:defenderipstats_settings"
@@ -26,7 +26,7 @@ def reply(status: int, body: dict) -> dict:
 
 
 def error_reply(error: Exception) -> dict:
-    if isinstance(error, Forbidden):
+    if isinstance(error, NotAllowed):  # before ConfigurationError: a caller refused by allowed_roles
         return reply(403, {"error": str(error), "kind": "forbidden"})
     if isinstance(error, AuthenticationError):
         return reply(502, {"error": str(error), "kind": "authentication"})

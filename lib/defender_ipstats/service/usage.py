@@ -53,6 +53,15 @@ class Usage:
     def failed(self, error: Exception) -> None:
         self.outcome = "refused" if isinstance(error, DefenderIpStatsError) else "error"
 
+    def __enter__(self) -> "Usage":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is not None:
+            self.failed(error)
+        self.log()
+        return False  # the failure goes on to the router, which answers it
+
     def log(self) -> None:
         logger = logging.getLogger(USAGE_LOGGER)
         logger.setLevel(logging.INFO)  # counted whatever log_level says: the dashboard adds these lines up
