@@ -131,8 +131,10 @@ def test_a_second_call_within_details_ttl_makes_no_query(hunting_app):
 @pytest.mark.parametrize("value", ["nonsense", "10.0.0.256", "fe80::1%", "1.2.3.4; | delete"])
 def test_an_invalid_ip_makes_no_call(hunting_app, value):
     app = hunting_app
+    app.splunkd.reset_requests()
     run = details(app, ["ip=" + value])
     assert len(run.errors) == 1 and "ip must be an IPv4 or IPv6 address" in run.errors[0], run.errors
+    assert app.splunkd.count() == 0  # checked in the search process: not even a request to splunkd
     assert "Traceback" not in run.stderr + repr(run.messages)
     assert run.records == [] and app.defender.hunting.calls() == 0 and len(app.defender.token_requests) == 0
     status, body = call_json(app, "admin", "changeme", "POST", "/servicesNS/nobody/%s/defenderipstats/details" % APP,
