@@ -190,3 +190,21 @@ def test_an_analyst_without_the_accounts_role_gets_nothing(hunting_app):
                                  "defenderipstats_details" % APP)
         assert status in (403, 404) or body == [], (user, status, body)
     assert app.defender.hunting.calls() == 1  # the cache answered the allowed user only; nobody else asked
+
+
+def test_the_usage_line_counts_the_query_for_the_dashboard(hunting_app):
+    import splunklog
+    from standins.splunkd import parse_conf_file
+
+    app = hunting_app
+    ip = seen_ip("v6", seed=508)
+    details(app, ["ip=" + ip])
+    details(app, ["ip=" + ip])
+    sourcetype = parse_conf_file(os.path.join(APP_ROOT, "default", "props.conf"))["defenderipstats:log"]
+    lines = [splunklog.fields(r, sourcetype) for r in splunklog.events(app.log_text(), sourcetype)]
+    usage = [(f["user"], f["account"], f["hunting_calls"], f["cache_writes"], f["outcome"])
+             for f in lines if f.get("request") == "details"]
+    assert usage == [("admin", "contoso", "1", "1", "ok"), ("admin", "contoso", "0", "0", "ok")]
+    overview = open(os.path.join(APP_ROOT, "default", "data", "ui", "views", "defenderipstats_overview.xml"),
+                    encoding="utf-8").read()
+    assert overview.count("(request=lookup OR request=details)\n| timechart span=1h sum(hunting_calls)") == 1
