@@ -194,6 +194,7 @@ def test_an_analyst_without_the_accounts_role_gets_nothing(hunting_app):
 
 def test_the_usage_line_counts_the_query_for_the_dashboard(hunting_app):
     import splunklog
+
     from standins.splunkd import parse_conf_file
 
     app = hunting_app
