@@ -123,6 +123,9 @@ def test_a_second_call_within_details_ttl_makes_no_query(hunting_app):
     assert app.defender.hunting.calls() == 2
     kept = app.splunkd.kv_documents("defenderipstats_details", app=APP)
     assert len(kept) == 2 and all(json.loads(doc["answer"])["ip"] == ip for doc in kept)
+    assert app.leaks([first, second]) == []
+    secrets = [d.DEFAULT_SECRET] + list(app.defender.issued_tokens)
+    assert not [s for s in secrets if s in repr(kept)]  # nor in the answers kept
     app.settings(details_ttl="0")  # 0: every investigation queries again
     details(app, ["ip=" + ip])
     assert app.defender.hunting.calls() == 3
@@ -140,6 +143,16 @@ def test_an_invalid_ip_makes_no_call(hunting_app, value):
     status, body = call_json(app, "admin", "changeme", "POST", "/servicesNS/nobody/%s/defenderipstats/details" % APP,
                              ip=value)
     assert status == 400 and "ip must be" in body["error"] and app.defender.hunting.calls() == 0
+
+
+@pytest.mark.parametrize("value", ["0", "721", "24h"])
+def test_a_bad_lookback_is_one_error_and_no_request(hunting_app, value):
+    app = hunting_app
+    app.splunkd.reset_requests()
+    run = details(app, ["ip=10.1.2.3", "lookbackhours=" + value])
+    assert len(run.errors) == 1 and "lookbackhours must be a number of hours from 1 to 720" in run.errors[0], \
+        run.errors
+    assert run.records == [] and app.splunkd.count() == 0 and "Traceback" not in run.stderr
 
 
 def test_a_missing_graph_permission_is_one_readable_error(hunting_app):
