@@ -222,3 +222,25 @@ def test_the_usage_line_counts_the_query_for_the_dashboard(hunting_app):
     overview = open(os.path.join(APP_ROOT, "default", "data", "ui", "views", "defenderipstats_overview.xml"),
                     encoding="utf-8").read()
     assert overview.count("(request=lookup OR request=details)\n| timechart span=1h sum(hunting_calls)") == 1
+
+
+def test_the_purge_removes_expired_answers_and_the_command_still_uses_the_rest(hunting_app):
+    import time
+
+    from spl import app_pipeline
+
+    from standins.splunkd import parse_conf_file
+
+    app = hunting_app
+    fresh, stale = seen_ip("v6", seed=509), seen_ip("v4", seed=510)
+    details(app, ["ip=" + fresh])
+    details(app, ["ip=" + stale])
+    [old] = [doc for doc in app.splunkd.kv_documents("defenderipstats_details", app=APP) if doc["ip"] == stale]
+    app.splunkd.kv_insert("defenderipstats_details", [dict(old, fetched_at=time.time() - 3601)], app=APP)
+    conf = lambda name: parse_conf_file(os.path.join(APP_ROOT, "default", name + ".conf"))  # noqa: E731
+    search = conf("savedsearches")["Defender IP stats - Purge expired IP details"]["search"]
+    app_pipeline(app.admin, APP, conf("transforms"), conf("collections")).run(search)
+    kept = app.splunkd.kv_documents("defenderipstats_details", app=APP)
+    assert [doc["ip"] for doc in kept] == [fresh]
+    assert_shows_the_table(details(app, ["ip=" + fresh]), fresh, 720, source="cache")  # still whole and usable
+    assert app.defender.hunting.calls() == 2
