@@ -182,6 +182,21 @@ def test_pending_is_asked_again_until_max_wait(hunting_app):
     assert app.defender.hunting.calls() == 2
 
 
+def test_still_pending_after_max_wait_says_to_run_it_again(hunting_app):
+    app = hunting_app
+    app.settings(max_wait="2")
+    # the service's request loses 4 s before its query (a slow credential read): past its own time
+    # bound, it answers pending; the command's max_wait is over before it could ask again
+    app.splunkd.inject_fault(r"storage/passwords", status=None, delay=4.0, times=1)
+    ip = seen_ip("v4", seed=511)
+    run = details(app, ["ip=" + ip])
+    assert run.records == [] and len(run.errors) == 1, run.errors
+    assert "still running or waiting for budget; run the search again in a few minutes" in run.errors[0]
+    assert app.defender.hunting.calls() == 0
+    app.splunkd.clear_faults()
+    assert_shows_the_table(details(app, ["ip=" + ip]), ip, 720)  # and so it does, later
+
+
 def test_an_analyst_without_the_accounts_role_gets_nothing(hunting_app):
     app = hunting_app
     add_analyst_and_plain_user(app.splunkd)
