@@ -30,7 +30,10 @@ The measured processes get a bytecode cache of their own (PYTHONPYCACHEPREFIX in
 warmed first) whatever PYTHONDONTWRITEBYTECODE says here, so that the app's modules are not compiled
 again in every figure, as they are not on a search head; the yardstick gets the same.
 
-Usage: python bench/bench.py [--quick]   (--quick: smaller figures, a smoke run of about a minute)
+Last, (issue 21) ``| defenderipdetails`` for one IP cold and warm (bench/details_bench.py).
+
+Usage: python bench/bench.py [--quick] [--details]   (--quick: smaller figures, a smoke run of about a
+minute; --details: only the defenderipdetails figures)
 """
 
 import argparse
@@ -45,6 +48,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [os.path.join(ROOT, "tests", "support"), os.path.join(ROOT, "tests"), os.path.join(ROOT, "lib")]
+
+import details_bench  # noqa: E402
 
 import faults  # noqa: E402
 from harness import COMMAND, AppHarness, events  # noqa: E402
@@ -221,8 +226,11 @@ def cluster_budget(quick, rows):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller figures (a smoke run)")
+    parser.add_argument("--details", action="store_true", help="only | defenderipdetails, one IP warm and cold")
     options = parser.parse_args()
     quick = options.quick
+    if options.details:
+        return print_rows(details_bench.details_times([]))
     warm_events = 20_000 if quick else 200_000
     sizes = [20_000, 50_000, 100_000] if quick else [100_000, 200_000, 1_000_000]
     rss_sizes = (sizes[1], sizes[2]) if quick else (sizes[0], sizes[2])  # both in 50,000-row chunks
@@ -355,6 +363,11 @@ def main():
 
     cold_searches(quick, rows)
     cluster_budget(quick, rows)
+    details_bench.details_times(rows)
+    print_rows(rows)
+
+
+def print_rows(rows):
     order = {"1": 0, "2": 1, "3": 2, "4": 3, "5": 4}
     rows.sort(key=lambda row: order.get(row[0][:1], 5))  # by target; the extra figures last
     headers = ("target / figure", "value", "ratio, comparison", "target", "met")

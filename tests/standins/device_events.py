@@ -13,7 +13,11 @@ What the rows carry, as DeviceNetworkEvents does (columns: ``SCHEMA``):
 - ``RemoteIP``: an IPv4 peer written plain or IPv4-mapped (``::ffff:a.b.c.d``) event by event;
   an IPv6 peer compressed, and now and then in upper case. Microsoft documents neither the mapped
   form nor the letter case; the stand-in has both so that a query must cope with them;
-- duplicate rows (the same event twice), which DeviceNetworkEvents may hold (ReportId repeats).
+- duplicate rows (the same event twice), which DeviceNetworkEvents may hold (ReportId repeats);
+- ``DeviceName``: the device's FQDN in lower case, one per device (``device_name``);
+- ``ActionType``: one of the documented network action types, event by event (``ACTION_TYPES``):
+  ``InboundConnectionAccepted`` is the one inbound kind, the ``Connection*`` attempts and successes
+  are outbound, ``ConnectionFound`` (an active connection found) says no direction.
 """
 
 import hashlib
@@ -31,11 +35,21 @@ FLEET = 5000
 MAX_DEVICES = 8
 
 # The documented columns the stand-in fills (advanced-hunting-devicenetworkevents-table.md).
-SCHEMA = {"Timestamp": "datetime", "DeviceId": "string", "RemoteIP": "string"}
+SCHEMA = {"Timestamp": "datetime", "DeviceId": "string", "DeviceName": "string", "ActionType": "string",
+          "RemoteIP": "string"}
+DAY_TICKS = 86400 * TICKS_PER_SECOND
+INBOUND = ("InboundConnectionAccepted",)
+OUTBOUND = ("ConnectionSuccess", "ConnectionFailed", "ConnectionRequest", "ConnectionAttempt")
+ACTION_TYPES = INBOUND + OUTBOUND + ("ConnectionFound",)
 
 
 def device_id(n: int) -> str:
     return hashlib.sha1(b"device\x00%d" % n).hexdigest()
+
+
+def device_name(device: str) -> str:
+    """The FQDN of the device with id ``device``: lower case, as DeviceNetworkEvents writes it."""
+    return "ws-%s.corp.contoso.com" % device[:6]
 
 
 def _bytes(ip: str, n: int) -> bytes:
@@ -81,7 +95,9 @@ def rows_for(ip: str) -> List[Dict[str, object]]:
             remote = canonical.upper() if flag % 4 == 0 else canonical
         else:
             remote = "::ffff:" + canonical if flag % 3 == 0 else canonical
-        row = {"Timestamp": NOW_TICKS - age, "DeviceId": device, "RemoteIP": remote}
+        action = ACTION_TYPES[h[(100 + index) % 256] % len(ACTION_TYPES)]
+        row = {"Timestamp": NOW_TICKS - age, "DeviceId": device, "DeviceName": device_name(device),
+               "ActionType": action, "RemoteIP": remote}
         rows.append(row)
         if flag % 5 == 0:
             rows.append(dict(row))  # a duplicate row
@@ -97,3 +113,30 @@ def expected(ip: str, lookback_hours: int) -> Optional[Dict[str, object]]:
         return None
     return {"devices": len({row["DeviceId"] for row in inside}),
             "first": min(row["Timestamp"] for row in inside), "last": max(row["Timestamp"] for row in inside)}
+
+
+def expected_details(ip: str, lookback_hours: int, top: int = 100) -> Dict[str, object]:
+    """What ``defenderipdetails`` must show for ``ip``, from the rows alone: per device (first, last,
+    events, direction), the distinct devices per UTC day, and the overall figures; times in ticks."""
+    since = NOW_TICKS - lookback_hours * HOUR_TICKS
+    inside = [row for row in rows_for(ip) if row["Timestamp"] > since]
+    devices: Dict[str, Dict[str, object]] = {}
+    days: Dict[int, set] = {}
+    for row in inside:
+        entry = devices.setdefault(row["DeviceId"], {"device_id": row["DeviceId"], "device_name": row["DeviceName"],
+                                                     "first": row["Timestamp"], "last": row["Timestamp"],
+                                                     "connections": 0, "inbound": 0, "outbound": 0})
+        entry["first"] = min(entry["first"], row["Timestamp"])
+        entry["last"] = max(entry["last"], row["Timestamp"])
+        entry["connections"] += 1
+        entry["inbound"] += row["ActionType"] in INBOUND
+        entry["outbound"] += row["ActionType"] in OUTBOUND
+        days.setdefault(row["Timestamp"] // DAY_TICKS * DAY_TICKS, set()).add(row["DeviceId"])
+    for entry in devices.values():
+        entry["direction"] = ("both" if entry["inbound"] and entry["outbound"] else "inbound" if entry["inbound"]
+                              else "outbound" if entry["outbound"] else "")
+    ordered = sorted(devices.values(), key=lambda e: (-e["last"], e["device_id"]))[:top]
+    return {"devices": ordered, "days": {day: len(ids) for day, ids in sorted(days.items())},
+            "ip_devices": len(devices),
+            "first": min((row["Timestamp"] for row in inside), default=None),
+            "last": max((row["Timestamp"] for row in inside), default=None)}

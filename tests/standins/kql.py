@@ -2,13 +2,19 @@
 query uses, with Kusto's documented semantics, so that a different but equivalent query gets the
 same answer and a wrong one a wrong answer.
 
-Supported: a table name, then ``| where``, ``| extend``, ``| project``, ``| summarize ... by ...``,
-``| take``/``limit``; expressions with ``and``/``or``, ``==``/``!=``/``<``/``<=``/``>``/``>=``,
+Supported: ``let Name = <tabular>;`` statements, then a tabular expression: a table or ``let`` name,
+``materialize(...)``, ``(...)`` or ``union (...), (...)`` (kind outer: every column of every leg, in the
+order they first appear, empty where a leg lacks one), then ``| where``, ``| extend``, ``| project``,
+``| summarize ... by ...``, ``| take``/``limit``, ``| top N by <expr> [desc|asc]`` (desc by default,
+empty values last); expressions with ``and``/``or``, ``==``/``!=``/``<``/``<=``/``>``/``>=``,
 ``=~``/``!~`` (case-insensitive equality), ``in``/``!in`` (case-sensitive), ``in~``/``!in~``
 (case-insensitive), ``startswith``/``!startswith`` (case-insensitive, as in Kusto),
 ``startswith_cs``, ``has``, ``contains``, ``+``/``-`` on datetimes and timespans; functions ``ago``,
 ``now``, ``iff``/``iif``, ``substring``, ``tolower``, ``toupper``, ``strlen``, ``isempty``,
-``isnotempty``, ``not``, ``tostring``; aggregates ``count()``, ``dcount()``, ``min()``, ``max()``.
+``isnotempty``, ``not``, ``tostring``, ``bin`` (rounds down to a multiple: ``bin(Timestamp, 1d)`` is the
+UTC day); aggregates ``count()``, ``countif()``, ``dcount()``, ``sum()``, ``min()``, ``max()`` and
+``arg_max(<expr>, <column>, ...)`` (unnamed: the row with the largest value gives the columns, named
+as the arguments).
 Anything else raises ``KqlError`` (Graph answers 400). ``dcount`` is exact here (Kusto's is an
 estimate for large sets). Datetimes are .NET ticks (100 ns) since the Unix epoch.
 """
@@ -62,7 +68,7 @@ _TOKEN = re.compile(r"""
   | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<timespan>\d+(?:ms|d|h|m|s)\b)
   | (?P<number>\d+(?:\.\d+)?)
-  | (?P<op>!in~|!in\b|in~|!startswith\b|==|!=|<=|>=|=~|!~|[|(),=<>+\-*/])
+  | (?P<op>!in~|!in\b|in~|!startswith\b|==|!=|<=|>=|=~|!~|[|(),=<>+\-*/;])
   | (?P<name>[A-Za-z_][A-Za-z_0-9]*)
 """, re.VERBOSE)
 
@@ -119,14 +125,45 @@ class _Parser:
             raise KqlError("Query could not be parsed: expected %s, found %r" % (value or kind, self.peek()[1]))
         return self.tokens[self.i - 1][1]
 
-    def query(self):
-        table = self.expect("name")
+    def program(self):
+        lets = []
+        while self.accept("name", "let"):
+            name = self.expect("name")
+            self.expect("op", "=")
+            lets.append((name, self.tabular()))
+            self.expect("op", ";")
+        body = self.tabular()
+        self.accept("op", ";")
+        if self.peek()[0] != "end":
+            raise KqlError("Query could not be parsed at %r" % (self.peek()[1],))
+        return lets, body
+
+    def tabular(self):
+        source = self.source()
         operators = []
         while self.accept("op", "|"):
             operators.append(self.operator())
-        if self.peek()[0] != "end":
-            raise KqlError("Query could not be parsed at %r" % (self.peek()[1],))
-        return table, operators
+        return ("tabular", source, operators)
+
+    def source(self):
+        if self.accept("name", "union"):
+            legs = [self.leg()]
+            while self.accept("op", ","):
+                legs.append(self.leg())
+            return ("union", legs)
+        if self.peek() == ("name", "materialize") and self.peek(1) == ("op", "("):
+            self.take()
+            return ("sub", self.leg())
+        if self.peek() == ("op", "("):
+            return ("sub", self.leg())
+        return ("table", self.expect("name"))
+
+    def leg(self):
+        if self.accept("op", "("):
+            inner = self.tabular()
+            self.expect("op", ")")
+            return inner
+        return ("tabular", ("table", self.expect("name")), [])
 
     def operator(self):
         name = self.expect("name")
@@ -137,6 +174,14 @@ class _Parser:
         if name in ("take", "limit"):
             count = self.expect("number")
             return ("take", int(count))
+        if name == "top":
+            count = self.expect("number")
+            self.expect("name", "by")
+            expr = self.expr()
+            descending = not self.accept("name", "asc")
+            if descending:
+                self.accept("name", "desc")
+            return ("top", int(count), expr, descending)
         if name == "summarize":
             aggregates = []
             if not (self.peek() == ("name", "by")):
@@ -229,7 +274,8 @@ def _default_name(expr):
 
 
 def parse(text: str):
-    return _Parser(text).query()
+    """(lets, body): the ``let`` statements, each (name, tabular), and the tabular expression."""
+    return _Parser(text).program()
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -332,10 +378,41 @@ class Evaluator:
             return {"tolower": text.lower, "toupper": text.upper, "strlen": lambda: len(text)}[name]()
         if name == "not" and len(values) == 1:
             return not values[0]
+        if name == "bin" and len(values) == 2:
+            return _bin(values[0], values[1])
         raise KqlError("Semantic error: '%s' with %d arguments is not a known function." % (name, len(values)))
 
-    def run(self, operators, rows: List[Dict[str, Any]]):
-        columns = dict(self.columns)
+    def tabular(self, node, lets, table, rows_for, not_before):
+        """The rows and columns of a tabular expression (``lets``: the names defined so far)."""
+        _, source, operators = node
+        if source[0] == "table":
+            name = source[1]
+            if name in lets:
+                rows, columns = lets[name]
+            elif name == table:
+                literals = _indexed_literals(operators)
+                if literals is None:
+                    raise KqlError("Stand-in limitation: the query must restrict RemoteIP to string literals "
+                                   "(in, in~, == or =~) in a leading where.")
+                rows = rows_for(literals)
+                if not_before is not None:
+                    rows = [row for row in rows if row["Timestamp"].ticks > not_before]
+                columns = dict(self.columns)
+            else:
+                raise KqlError("Semantic error: Failed to resolve table expression named '%s'" % name)
+        elif source[0] == "sub":
+            rows, columns = self.tabular(source[1], lets, table, rows_for, not_before)
+        else:  # union, kind outer
+            legs = [self.tabular(leg, lets, table, rows_for, not_before) for leg in source[1]]
+            columns = {}
+            for _, leg_columns in legs:
+                for name, kind in leg_columns.items():
+                    columns.setdefault(name, kind)
+            rows = [{name: row.get(name) for name in columns} for leg_rows, _ in legs for row in leg_rows]
+        return self.run(operators, rows, columns)
+
+    def run(self, operators, rows: List[Dict[str, Any]], columns=None):
+        columns = dict(self.columns if columns is None else columns)
         for operator in operators:
             kind = operator[0]
             if kind == "where":
@@ -353,6 +430,9 @@ class Evaluator:
                     columns = new_columns
             elif kind == "take":
                 rows = rows[:operator[1]]
+            elif kind == "top":
+                _check_names(operator[2], columns)
+                rows = _top(rows, operator[1], [self.value(operator[2], row) for row in rows], operator[3])
             elif kind == "summarize":
                 rows, columns = self.summarize(operator[1], operator[2], rows, columns)
         return rows, columns
@@ -363,19 +443,31 @@ class Evaluator:
         for name, expr in aggregates:
             if expr[0] != "call" or expr[1] not in _AGGREGATES:
                 raise KqlError("Semantic error: summarize expects aggregate functions, not '%s'." % name)
+            if expr[1] == "arg_max" and (name != _default_name(expr) or len(expr[2]) < 2
+                                         or any(arg[0] != "col" for arg in expr[2])):
+                raise KqlError("Stand-in limitation: arg_max(<column>, <column>, ...) unnamed only.")
             for arg in expr[2]:
                 _check_names(arg, columns)
         groups: Dict[tuple, List[Dict[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(self.value(e, row) for _, e in keys), []).append(row)
+        if not keys and not groups:  # summarize without by: one row, also over no rows (count() is 0)
+            groups[()] = []
         out = []
         for key, members in groups.items():
             result = {name: value for (name, _), value in zip(keys, key)}
             for name, (_, function, args) in aggregates:
-                result[name] = _AGGREGATES[function](self, args, members)
+                if function == "arg_max":
+                    result.update(_arg_max(self, args, members))
+                else:
+                    result[name] = _AGGREGATES[function](self, args, members)
             out.append(result)
         new_columns = {name: _type_of(e, columns) for name, e in keys}
-        new_columns.update({name: _type_of(e, columns) for name, e in aggregates})
+        for name, expr in aggregates:
+            if expr[1] == "arg_max":
+                new_columns.update({arg[1]: columns[arg[1]] for arg in expr[2]})
+            else:
+                new_columns[name] = _type_of(expr, columns)
         return out, new_columns
 
 
@@ -394,6 +486,40 @@ def _aggregate_values(evaluator, args, rows, name):
     return [v for v in (evaluator.value(args[0], row) for row in rows) if v is not None]
 
 
+def _bin(value, size):
+    if isinstance(value, DateTime) and not isinstance(value, Timespan) and isinstance(size, Timespan) \
+            and size.ticks > 0:
+        return DateTime(value.ticks // size.ticks * size.ticks)
+    if isinstance(value, (int, float)) and isinstance(size, (int, float)) and size > 0:
+        return type(value)(value // size * size)
+    if value is None:
+        return None
+    raise KqlError("Semantic error: bin() expects a value and a positive bin size of its kind.")
+
+
+def _top(rows, count, keys, descending):
+    present = [(key, index) for index, key in enumerate(keys) if key is not None]
+    present.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ties keep their order
+    order = [index for _, index in present] + [index for index, key in enumerate(keys) if key is None]
+    return [rows[index] for index in order[:count]]
+
+
+def _arg_max(evaluator, args, rows):
+    """The columns of the row with the largest first argument (rows where it is empty are skipped)."""
+    best, best_value = None, None
+    for row in rows:
+        value = evaluator.value(args[0], row)
+        if value is not None and (best_value is None or best_value < value):
+            best, best_value = row, value
+    return {arg[1]: (best.get(arg[1]) if best is not None else None) for arg in args}
+
+
+def _countif(evaluator, args, rows):
+    if len(args) != 1:
+        raise KqlError("Semantic error: countif() takes one argument.")
+    return sum(1 for row in rows if evaluator.value(args[0], row) is True)
+
+
 def _count(evaluator, args, rows):
     if args:
         raise KqlError("Semantic error: count() takes no arguments.")
@@ -405,11 +531,14 @@ _AGGREGATES: Dict[str, Callable] = {
     "dcount": lambda ev, args, rows: len(set(_aggregate_values(ev, args, rows, "dcount"))),
     "min": lambda ev, args, rows: min(_aggregate_values(ev, args, rows, "min"), default=None),
     "max": lambda ev, args, rows: max(_aggregate_values(ev, args, rows, "max"), default=None),
+    "countif": _countif,
+    "sum": lambda ev, args, rows: sum(_aggregate_values(ev, args, rows, "sum")),
+    "arg_max": _arg_max,
 }
 
 
 _SCALARS = {"ago", "now", "iff", "iif", "substring", "tolower", "toupper", "strlen", "isempty", "isnotempty",
-            "not", "tostring"}
+            "not", "tostring", "bin"}
 
 
 def _check_names(expr, columns):
@@ -437,9 +566,9 @@ def _type_of(expr, columns):
             "bool" if isinstance(value, bool) else "long"
     if kind == "call":
         name, args = expr[1], expr[2]
-        if name in ("count", "dcount", "strlen"):
+        if name in ("count", "countif", "dcount", "strlen"):
             return "long"
-        if name in ("min", "max") and args:
+        if name in ("min", "max", "sum", "bin") and args:
             return _type_of(args[0], columns)
         if name in ("ago", "now"):
             return "datetime"
@@ -472,18 +601,12 @@ def run(text: str, rows_for: Callable[[List[str]], List[Dict[str, Any]]], column
         now_ticks: int, not_before: Optional[int] = None):
     """Evaluate ``text``; ``rows_for(literals)`` yields the table's rows for the RemoteIP literals the query
     restricts to (the table is unbounded: a query without such a restriction is refused)."""
-    name, operators = parse(text)
-    if name != table:
-        raise KqlError("Semantic error: Failed to resolve table expression named '%s'" % name)
-    literals = _indexed_literals(operators)
-    if literals is None:
-        raise KqlError("Stand-in limitation: the query must restrict RemoteIP to string literals "
-                       "(in, in~, == or =~) in a leading where.")
-    rows = rows_for(literals)
-    if not_before is not None:
-        rows = [row for row in rows if row["Timestamp"].ticks > not_before]
+    lets, body = parse(text)
     evaluator = Evaluator(now_ticks, columns)
-    result, result_columns = evaluator.run(operators, rows)
+    defined: Dict[str, Any] = {}
+    for name, node in lets:  # each let is evaluated once, as materialize() would
+        defined[name] = evaluator.tabular(node, defined, table, rows_for, not_before)
+    result, result_columns = evaluator.tabular(body, defined, table, rows_for, not_before)
     schema = [{"name": n, "type": GRAPH_TYPES.get(t, "Object")} for n, t in result_columns.items()]
     return schema, [{n: format_value(row.get(n)) for n in result_columns} for row in result]
 

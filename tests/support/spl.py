@@ -4,8 +4,8 @@
 - ``split_args(text)``: a command's arguments as splunkd hands them to a custom command.
 - ``substitute_tokens(text, values)``: Simple XML / workflow action ``$token$`` substitution.
 - ``expand_macros(spl, macros)``: search macros (`` `name` ``, `` `name(a,b)` ``) from macros.conf.
-- ``Pipeline``: runs the handful of commands the app's own maintenance searches use
-  (inputlookup, eval, where, fields, outputlookup, rest, return, lookup) against a splunkd over REST,
+- ``Pipeline``: runs the handful of commands the app's own searches use (inputlookup, eval, where,
+  fields, table, sort, dedup, outputlookup, rest, return, lookup) against a splunkd over REST,
   with eval expressions evaluated as Splunk does (null propagates; where keeps true rows only).
   Anything else raises ``Unsupported``: a test then has to learn the new command first.
 """
@@ -558,6 +558,11 @@ class Pipeline:
             return [{k: v for k, v in row.items() if k not in drop} for row in rows]
         keep = set(names[1:] if names and names[0] == "+" else names)
         return [{k: v for k, v in row.items() if k in keep or k.startswith("_")} for row in rows]
+
+    def _cmd_table(self, args, rows, now):
+        """table <field> ...: those fields, in that order (a missing one empty), nothing else."""
+        names = [n for n in re.split(r"[\s,]+", args) if n]
+        return [{name: row.get(name) for name in names} for row in rows]
 
     def _cmd_sort(self, args, rows, now):
         """sort [<count>] [+|-]<field> ...: as Splunk, numbers compare as numbers, a missing value

@@ -37,14 +37,14 @@ def per_user_figures(app):
     then ``stats sum(api_calls) ... by user, account``."""
     query = _panel_query(PANEL)
     base, stats = [part.strip() for part in query.split("|")[:2]]
-    assert base == "index=_internal sourcetype=defenderipstats:log request=lookup"
+    assert base == "index=_internal sourcetype=defenderipstats:log (request=lookup OR request=details)"
     assert stats.startswith("stats sum(api_calls) as api_calls, sum(hunting_calls) as hunting_calls") and \
         stats.endswith("by user, account")
     stanza = parse_conf_file(os.path.join(APP_ROOT, "default", "props.conf"))["defenderipstats:log"]
     calls = Counter()
     for event in splunklog.events(app.log_text(), stanza):
         fields = splunklog.fields(event, stanza)
-        if fields.get("request") == "lookup":
+        if fields.get("request") in ("lookup", "details"):  # details: | defenderipdetails's hunting queries
             calls[(fields["user"], fields["account"])] += int(fields["api_calls"])
     return dict(calls)
 

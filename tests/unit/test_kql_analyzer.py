@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 
+from defender_ipstats.microsoft.graph_details import build_details_query
 from defender_ipstats.microsoft.graph_hunting import MAX_BATCH_IPS, batches, build_query
 
 KQL_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "dev", "kql")
@@ -100,3 +101,15 @@ def test_a_broken_query_fails_the_check():
     good, *bad = analyse([query] + list(broken.values()))
     assert good == []  # the same check that passes the app's query catches each mistake
     assert {mistake for mistake, found in zip(broken, bad) if not found} == set()
+
+
+def test_every_details_query_has_no_diagnostic_and_a_broken_one_fails():
+    queries = [build_details_query(ip, hours) for hours in (1, 24, 168, 720)
+               for ip in ("10.0.0.1", "203.0.113.7", "2001:db8::1", "fe80::1")]
+    right = build_details_query("10.0.0.1", 24)
+    broken = [right.replace("arg_max(Timestamp, DeviceName)", "arg_max(Timestamp, DeviceNam)"),
+              right.replace("bin(Timestamp, 1d)", "bin(Timestamp, \"1d\")"),
+              right.replace("let Hits", "let Hit")]
+    answers = analyse(queries + broken)
+    assert answers[:len(queries)] == [[]] * len(queries)
+    assert all(answers[len(queries):])  # each mistake is caught by the same check

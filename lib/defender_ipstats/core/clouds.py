@@ -47,3 +47,13 @@ CLOUDS = {
 }
 
 CLOUD_NAMES = tuple(CLOUDS)
+
+# The Microsoft Defender portal of each cloud (Microsoft's "Defender for Endpoint for US Government"
+# page): GCC uses the commercial portal; GCC High and DoD have their own. The regional API hosts are
+# the commercial cloud's. A device's page: {portal}/machines/v2/<DeviceId>/overview.
+PORTALS = {"gcc-high": "https://security.microsoft.us", "dod": "https://security.apps.mil"}
+COMMERCIAL_PORTAL = "https://security.microsoft.com"
+
+
+def portal_of(cloud: str) -> str:
+    return PORTALS.get(cloud, COMMERCIAL_PORTAL)

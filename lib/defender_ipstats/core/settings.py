@@ -58,6 +58,7 @@ class Settings:
     # No single user spends more than this share of an account's hourly per-IP or hunting budget.
     user_share_percent: int = 50
     alert_indexes: str = "main"  # as written: core.alert_indexes parses it, for the alert action only
+    details_ttl: int = 3600  # seconds a defenderipdetails answer stays fresh
 
     @classmethod
     def from_conf(cls, stanza: Mapping[str, str]) -> "Settings":
@@ -96,6 +97,8 @@ class Settings:
                 "user_share_percent", get("user_share_percent", defaults.user_share_percent), 1, 100,
                 what="a percentage", where=where),
             alert_indexes=str(get("alert_indexes", defaults.alert_indexes)).strip(),
+            details_ttl=parse_int("details_ttl", get("details_ttl", defaults.details_ttl), 0, 10 ** 9,
+                                  what="a number of seconds", where=where),
         )
 
 

@@ -7,6 +7,7 @@ path, so no path can reach a handler whose capability the caller lacks.
     [script:defenderipstats_accounts]  defenderipstats_admin  GET, POST; <name>: POST, DELETE;
                                                               <name>/test: POST
     [script:defenderipstats_settings]  defenderipstats_admin  GET, POST
+    [script:defenderipstats_details]   defenderipstats_use    POST (one IP's devices and days)
 """
 
 import json
@@ -14,11 +15,12 @@ import json
 from ..core.accounts import NotAllowed
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
 from ..splunk.logs import one_line
-from . import admin, lookups
+from . import admin, details, lookups
 from .context import RequestContext
 
 LOOKUP, ACCOUNTS, SETTINGS = "script:defenderipstats_lookup", "script:defenderipstats_accounts", \
     "script:defenderipstats_settings"
+DETAILS = "script:defenderipstats_details"
 
 
 def reply(status: int, body: dict) -> dict:
@@ -49,6 +51,8 @@ def handle(request: dict, logger) -> dict:
             return _accounts(ctx)
         if stanza == SETTINGS:
             return _settings(ctx)
+        if stanza == DETAILS:
+            return _details(ctx)
         return reply(404, {"error": "unknown endpoint"})
     except Exception as error:
         if isinstance(error, DefenderIpStatsError):
@@ -65,6 +69,14 @@ def _lookup(ctx: RequestContext) -> dict:
         return reply(200, lookups.describe(ctx))
     if ctx.method == "POST":
         return reply(200, lookups.lookup(ctx))
+    return reply(405, {"error": "method not allowed"})
+
+
+def _details(ctx: RequestContext) -> dict:
+    if ctx.path_info:
+        return reply(404, {"error": "unknown endpoint"})
+    if ctx.method == "POST":
+        return reply(200, details.details(ctx))
     return reply(405, {"error": "method not allowed"})
 
 
