@@ -219,6 +219,24 @@ def test_a_member_that_cannot_see_the_slots_yet_counts_them_as_taken(tmp_path):
         assert second.try_acquire() == 0  # once the window has passed
 
 
+def test_a_slot_given_back_frees_its_place_for_every_member_once_seen(tmp_path):
+    """A slot claimed and not used stays, without a stamp: a member that learnt from a 409 that it was
+    taken sees, once its replica catches up, that it holds nothing back (a deleted one would look like
+    a slot not seen yet, and hold the member back for a whole window)."""
+    clock = FakeClock()
+    with cluster_of(tmp_path, clock=clock) as cluster:
+        _, first, second = member_limiters(cluster, [(1, 60.0)], clock)
+        assert first.try_acquire() == 0
+        assert second.try_acquire() > 0 and second.conflicts == 1  # number 0 is taken (409)
+        first.release()  # ...but its call is not made
+        clock.now += cluster.read_lag
+        waited = 0.0
+        while second.try_acquire() > 0 and waited < 5:
+            clock.now += 0.25
+            waited += 0.25
+        assert waited < 5, "held back by a slot that was given back"
+
+
 def test_a_full_window_answers_when_the_oldest_call_leaves_it(tmp_path):
     clock = FakeClock()
     with cluster_of(tmp_path, clock=clock) as cluster:

@@ -269,9 +269,11 @@ class ClusterWindowLimiter(MemberShare):
         number = max(highest, self._known.highest if self._known.highest is not None else -1) + 1
         while number <= last_covered and claimed < wanted:
             now = self.clock()
-            wait = self._wait_for(number, highest, stamps, now)
+            wait, unseen = self._wait_for(number, highest, stamps, now)
             if wait > 0:
                 if claimed == 0:
+                    if unseen:  # a slot not seen yet may turn out older, or given back: read again soon
+                        wait = min(wait, SLACK)
                     self._not_before = now + wait
                     return wait
                 break
@@ -297,8 +299,8 @@ class ClusterWindowLimiter(MemberShare):
             number += 1
         return 0.0 if claimed else SLACK / 4
 
-    def _wait_for(self, number: int, highest: int, stamps, now: float) -> float:
-        """Seconds until call ``number`` fits every window.
+    def _wait_for(self, number: int, highest: int, stamps, now: float) -> Tuple[float, bool]:
+        """Seconds until call ``number`` fits every window, and whether a slot not seen yet says so.
 
         It counts on call ``number - count`` of each window. Below 0 it holds nothing back; read, or
         this member's own, it holds back until its stamp is a window old. Missing from the read though
@@ -308,17 +310,20 @@ class ClusterWindowLimiter(MemberShare):
         (reads lag): stamped no later than when this member first knew it was taken, it holds back
         until that is a window old.
         """
-        wait = 0.0
+        wait, unseen = 0.0, False
         for count, seconds in self.limits:
             counted_on = number - count
             if counted_on < 0:
                 continue
             stamp = max(stamps.get(counted_on, float("-inf")), self._known.own.get(counted_on, float("-inf")))
-            if stamp == float("-inf") and counted_on > highest:
+            guessed = stamp == float("-inf") and counted_on > highest
+            if guessed:
                 since = self._known.known_since(counted_on)
                 stamp = now if since is None else since
-            wait = max(wait, stamp + seconds + SLACK - now)
-        return wait
+            this_wait = stamp + seconds + SLACK - now
+            if this_wait > wait:
+                wait, unseen = this_wait, guessed
+        return wait, unseen
 
     def _clean_up_now_and_then(self) -> None:
         now = self.clock()
