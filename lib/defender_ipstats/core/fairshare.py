@@ -43,6 +43,11 @@ class FairShareLimiter:
         return getattr(self.shared, "limits", [])
 
     def try_acquire(self) -> float:
+        everyone = self.shared.available_in()  # a full shared budget takes no place in the user's share:
+        if everyone > 0:  # a place taken and given back is spent in a cluster (docs/cluster-budget.md)
+            mine = self.personal.available_in()
+            self.over_share = mine > 0
+            return max(mine, everyone)
         wait = self.personal.try_acquire()
         if wait > 0:
             self.over_share = True

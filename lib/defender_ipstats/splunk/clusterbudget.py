@@ -22,11 +22,10 @@ from collections import deque
 from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 from .budget import MAX_PAUSE, host_limiter, normalised_limits, registration_key
-from .slotstore import BudgetStoreUnavailable, SlotStore, cluster_members, number_or_none, span_text
+from .clustershare import SLACK, MemberShare
+from .slotnumbers import KnownNumbers
+from .slotstore import BudgetStoreUnavailable, SlotStore, cluster_members, number_or_none
 
-# A call reaches the API within this long of taking its slot, or its slot is stamped again when it
-# completes (``completed``); the next call counting on it waits this much longer.
-SLACK = 1.0
 # Slots claimed in one round, at most; one after a lull, twice the last while rounds follow closely.
 MAX_BATCH = 4
 # A claimed slot not used within this long is given up: its stamp would no longer say when its call went.
@@ -35,13 +34,13 @@ RESERVE_TTL = 15.0
 LOOKAHEAD = 32
 # Slots are deleted this long after they stop counting in every window (now and then, by any member).
 CLEANUP_EVERY = 60.0
-# A member that lost a number waits up to this long (at random) before reading again, not chasing the winner.
+# A member that lost a number tries the next ones, up to this many in a round (its reads may lag behind
+# the winner's numbers), then waits up to CONFLICT_BACKOFF (at random) before reading again.
+CHASE = 4
 CONFLICT_BACKOFF = 0.05
-# A member that fell back to its share tries the KV store again this often.
-PROBE_EVERY = 30.0
 
 
-class ClusterWindowLimiter:
+class ClusterWindowLimiter(MemberShare):
     """The windows and the 429 pause of one budget, shared by every member through the KV store.
 
     ``host`` is this member's share of the budget on this host (every limit divided by the number of
@@ -72,7 +71,7 @@ class ClusterWindowLimiter:
         self._reserve = deque()  # (number, stamp) claimed and not yet used, oldest first
         self._batch = 1
         self._last_round = float("-inf")
-        self._last_seen: Optional[int] = None  # highest call number read from the store
+        self._known = KnownNumbers(self.longest + SLACK)  # taken numbers, whether or not reads show them yet
         self._not_before = float("-inf")  # no slot is free before then (from the last read)
         self._paused_until = float("-inf")
         self._handover_until = float("-inf")  # a marker in the store: calls take a slot and a share
@@ -100,11 +99,6 @@ class ClusterWindowLimiter:
         slot = {"_key": self._key(number), "budget": self.budget, "n": number, "at": stamp,
                 "expires": stamp + self.longest + SLACK}
         return dict(slot, user=self.label) if self.label else slot
-
-    @property
-    def on_share(self) -> bool:
-        """True while this member keeps to its share of the budget on this host (alone, or in a handover)."""
-        return self._fallen_back or self.clock() < self._handover_until
 
     # -- the limiter interface ------------------------------------------------------------
     def try_acquire(self) -> float:
@@ -149,6 +143,7 @@ class ClusterWindowLimiter:
         if now - stamp <= SLACK:
             return
         with self._lock:  # the call took long: it counts from now, for every member
+            self._known.mine(number, now)
             if self._fallen_back:
                 return
             try:
@@ -157,14 +152,18 @@ class ClusterWindowLimiter:
                 self._fall_back(error)
 
     def release(self) -> None:
-        """The slot taken was not used: its document goes (if the KV store fails, it stays counted)."""
+        """The slot taken was not used: its document stays, without a stamp (a hole below the highest
+        number would read as a slot not seen yet; if the KV store fails, it stays counted)."""
         slot, self._mine.slot = getattr(self._mine, "slot", None), None
         self.host.release()
         with self._lock:
             if slot is None or self._fallen_back:
                 return
+            self._known.forget_mine(slot[0])
             try:
-                self.store.delete({"_key": self._key(slot[0])})
+                released = {"_key": self._key(slot[0]), "budget": self.budget, "n": slot[0],
+                            "expires": slot[1] + self.longest + SLACK}
+                self.store.save([released])
             except BudgetStoreUnavailable as error:
                 self._fall_back(error)
 
@@ -240,35 +239,41 @@ class ClusterWindowLimiter:
         self._clean_up_now_and_then()
         span = self.max_batch + LOOKAHEAD
         for _ in range(3):  # other members may run ahead of what one read covers
-            base = self._last_seen if self._last_seen is not None else -1
+            known = self._known.highest
+            base = known if known is not None else -1
             highest, markers, stamps = self._read(base, span)
             now = self.clock()
+            if highest >= 0:
+                self._known.taken(highest, now)
             self._note_markers(markers, now)
             if now < self._paused_until:
                 return self._paused_until - now
             share_wait = self._handover_wait(now)  # a handover the read just found
             if share_wait > 0:
                 return share_wait
-            self._last_seen = max(highest, base)
             if highest > base + LOOKAHEAD:
                 continue
             return self._claim_from(highest, base + span, stamps, take)
         return SLACK  # the others keep running ahead: try again shortly
 
     def _claim_from(self, highest: int, last_covered: int, stamps, take: bool) -> float:
-        """Claim numbers from ``highest + 1`` on; ``stamps``: the slots read that they count on."""
+        """Claim numbers from the highest known taken + 1 on (``highest``: the read's); ``stamps``: the
+        slots read that they count on."""
         claimed = 0
         now = self.clock()
         if take:  # claims in quick succession: calls are wanted in a stream, claim more at once
             self._batch = min(self.max_batch, self._batch * 2) if now - self._last_round < SLACK else 1
             self._last_round = now
         wanted = self._batch
-        number = highest + 1
+        lost = 0
+        number = max(highest, self._known.highest if self._known.highest is not None else -1) + 1
         while number <= last_covered and claimed < wanted:
             now = self.clock()
-            wait = self._wait_for(number, highest, stamps, now)
+            wait, unseen = self._wait_for(number, highest, stamps, now)
             if wait > 0:
                 if claimed == 0:
+                    if unseen:  # a slot not seen yet may turn out older, or given back: read again soon
+                        wait = min(wait, SLACK)
                     self._not_before = now + wait
                     return wait
                 break
@@ -276,102 +281,55 @@ class ClusterWindowLimiter:
                 return 0.0
             if self.store.insert(self._slot(number, now)):
                 self._reserve.append((number, now))
-                stamps[number] = now
+                self._known.mine(number, now)
                 claimed += 1
                 self.claimed += 1
-            else:  # another member took it, at a time this read does not know
+            else:  # the captain says another member took it (whatever this member's reads show)
+                self._known.taken(number, self.clock())
                 self.conflicts += 1
+                lost += 1
+                if claimed == 0 and lost < CHASE:  # a lagging read cannot show where the others are: try on
+                    number += 1
+                    continue
                 if claimed == 0:
                     backoff = random.uniform(0.0, CONFLICT_BACKOFF)
                     self._not_before = self.clock() + backoff
                     return backoff
                 break
-            self._last_seen = max(self._last_seen or -1, number)
             number += 1
         return 0.0 if claimed else SLACK / 4
 
-    def _wait_for(self, number: int, highest: int, stamps, now: float) -> float:
-        """Seconds until call ``number`` fits every window.
+    def _wait_for(self, number: int, highest: int, stamps, now: float) -> Tuple[float, bool]:
+        """Seconds until call ``number`` fits every window, and whether a slot not seen yet says so.
 
-        It counts on call ``number - count`` of each window: below 0 or gone (only the cleanup deletes
-        slots, once they count in no window) it holds nothing back; taken after the read by another
-        member, its time is unknown: read again shortly.
+        It counts on call ``number - count`` of each window. Below 0 it holds nothing back; read, or
+        this member's own, it holds back until its stamp is a window old. Missing from the read though
+        at or below the read's ``highest``, it is gone: a replica applies the captain's writes in order
+        and the highest is read first, so only a delete (the clean-up once it counts in no window, or
+        a slot given back unused) hides it. Above the read's highest it is taken but not seen yet
+        (reads lag): stamped no later than when this member first knew it was taken, it holds back
+        until that is a window old.
         """
-        wait = 0.0
+        wait, unseen = 0.0, False
         for count, seconds in self.limits:
             counted_on = number - count
-            if counted_on in stamps:
-                wait = max(wait, stamps[counted_on] + seconds + SLACK - now)
-            elif counted_on > highest:
-                wait = max(wait, SLACK / 4)
-        return wait
+            if counted_on < 0:
+                continue
+            stamp = max(stamps.get(counted_on, float("-inf")), self._known.own.get(counted_on, float("-inf")))
+            guessed = stamp == float("-inf") and counted_on > highest
+            if guessed:
+                since = self._known.known_since(counted_on)
+                stamp = now if since is None else since
+            this_wait = stamp + seconds + SLACK - now
+            if this_wait > wait:
+                wait, unseen = this_wait, guessed
+        return wait, unseen
 
     def _clean_up_now_and_then(self) -> None:
         now = self.clock()
         if now >= self._next_cleanup:
             self._next_cleanup = now + CLEANUP_EVERY
             self.store.delete({"expires": {"$lt": now}})
-
-    # -- the member's share ---------------------------------------------------------------
-    def _note_markers(self, markers, now: float) -> None:
-        pause = markers.get(self._pause_key)
-        if pause is not None and pause > now:
-            self._paused_until = max(self._paused_until, min(pause, now + MAX_PAUSE))
-        handover = markers.get(self._share_key)
-        if handover is not None and handover > now:
-            handover = min(handover, now + self.longest + SLACK)
-            if handover > self._handover_until:
-                self._handover_until = handover
-                self._reserve.clear()  # claimed before the handover was known: not used
-                self.logger.info("budget %s: until %s every call takes a slot and this member's share "
-                                 "(calls made on shares during a KV store outage are still in the windows)",
-                                 self.budget, time.strftime("%H:%M:%S", time.gmtime(handover)))
-
-    def _handover_wait(self, now: float) -> float:
-        """In a handover, the seconds until this member's share admits a call (0 outside one)."""
-        if now >= self._handover_until:
-            return 0.0
-        return self.host.available_in()
-
-    def _on_share(self, ask) -> float:
-        """On the member's share, not before the calls numbered before the outage are out of the shortest
-        window: the members may have spent unevenly, and one under its share would add to one over it."""
-        wait = self._share_from - self.clock()
-        return wait if wait > 0 else ask()
-
-    def _fall_back(self, error: Exception) -> None:
-        if not self._fallen_back:
-            self._fallen_back = True
-            self._share_from = self.clock() + (self.limits[0][1] if self.limits else 0.0) + SLACK
-            self._next_probe = self.clock() + PROBE_EVERY
-            self._reserve.clear()
-            share = ", ".join("%d per %s" % (count, span_text(seconds)) for count, seconds in self.host.limits)
-            self.logger.warning("budget %s: the cluster's budget in the KV store is unavailable (%s); this member "
-                                "keeps to its share of the API budget (%s, 1/%d of it) until the KV store answers",
-                                self.budget, error, share, self.members)
-            if self.say is not None:
-                self.say("WARN", "The search head cluster's shared Defender API budget (KV store) is unavailable "
-                                 "(%s): this search head keeps to its share of the budget (1/%d of it, %s) until the "
-                                 "KV store answers again." % (error, self.members, share))
-
-    def _probe(self, now: float) -> None:
-        """Back in the KV store: leave the handover marker, until which every call takes a numbered slot
-        and its member's share (so the windows that still hold calls made on shares alone stay within
-        the limit: every member within its share), then number calls again."""
-        self._next_probe = now + PROBE_EVERY
-        until = now + self.longest + SLACK  # every call made on this member's share alone is older
-        try:
-            pages = self.store.find([{"query": {"_key": self._share_key}}])
-            for doc in pages[0]:
-                until = max(until, number_or_none(doc.get("until"), float) or until)
-            self.store.save([{"_key": self._share_key, "handover_of": self.budget, "until": until,
-                              "expires": until + SLACK}])
-        except BudgetStoreUnavailable:
-            return
-        self._fallen_back = False
-        self._handover_until = max(self._handover_until, until)
-        self.logger.info("budget %s: the KV store answers again; until %s every call takes a slot and its "
-                         "member's share", self.budget, time.strftime("%H:%M:%S", time.gmtime(until)))
 
 
 # -- which budget for this server -----------------------------------------------------------

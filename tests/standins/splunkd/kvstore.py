@@ -216,6 +216,7 @@ class KVStoreEndpoints:
         config = view.values
         store_key = (view.inst.app, collection)
         store = self._kv.setdefault(store_key, {})
+        seen = self._kv_read_view(store)  # what reads see: a member's replica may lag (shcluster.py)
         inst = view.inst
 
         def require_write() -> None:
@@ -251,7 +252,7 @@ class KVStoreEndpoints:
 
         if not rest:
             if req.method in ("GET", "HEAD"):
-                docs = self._kv_find(req, store, config, parse_query(req.param("query")), req.param("fields"),
+                docs = self._kv_find(req, seen, config, parse_query(req.param("query")), req.param("fields"),
                                      req.param("sort"), parse_int("limit"), parse_int("skip"))
                 self._kv_reply(200, docs)
             if req.method == "POST":
@@ -322,15 +323,15 @@ class KVStoreEndpoints:
                 fields = item.get("fields")
                 if isinstance(fields, list):
                     fields = ",".join(fields)
-                results.append(self._kv_find(req, store, config, query, fields, item.get("sort"),
+                results.append(self._kv_find(req, seen, config, query, fields, item.get("sort"),
                                               _int_param(str(item.get("limit", 0)), 0),
                                               _int_param(str(item.get("skip", 0)), 0)))
             self._kv_reply(200, results)
         key = "/".join(rest)
         if req.method in ("GET", "HEAD"):
-            if key not in store:
+            if key not in seen:
                 self._kv_fail(req, 404, "Could not find object.")
-            self._kv_reply(200, _project(self._render_doc(store[key], key), req.param("fields")))
+            self._kv_reply(200, _project(self._render_doc(seen[key], key), req.param("fields")))
         if req.method == "POST":
             require_write()
             if key not in store:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .model import _Request
+from .replica import ReplicatedData
+
+# How far a member's KV store reads lag behind the captain's data, unless a cluster says otherwise.
+DEFAULT_READ_LAG = 1.0
 
 
 class ClusterEndpoints:
@@ -22,6 +26,14 @@ class ClusterEndpoints:
     def _refuse_if_kv_down(self, req: _Request) -> None:
         if self.cluster is not None and self.cluster.kv_status != "ready":
             self._kv_fail(req, 503, self.cluster.KV_DOWN_TEXT)
+
+    def _kv_read_view(self, store: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+        """What a read of a collection sees on this server: the data itself on a single server or the KV
+        captain, the data as it was ``read_lag`` seconds ago on another member (``replica``)."""
+        if self.cluster is None or self is self.cluster.captain or self.cluster.read_lag <= 0:
+            return store
+        as_of = getattr(store, "as_of", None)
+        return as_of(self.cluster.clock() - self.cluster.read_lag) if as_of is not None else store
 
     def _ep_shcluster(self, req: _Request, rest: List[str]) -> None:
         """``shcluster/member/info`` (this member) and ``shcluster/member/members`` (every member).
@@ -52,10 +64,12 @@ class ClusterEndpoints:
 class SearchHeadCluster:
     """Several stand-ins as the members of one search head cluster, sharing ONE KV store.
 
-    The KV store of a cluster is a replica set: every member reads and writes the same data, and
-    writes go through its primary one at a time. Here the members share the data and one lock, so
-    a document inserted through any member is seen by all, and inserting an existing ``_key``
-    answers 409 whichever member is asked. Each member has its own SPLUNK_HOME and server name,
+    The KV store of a cluster is a replica set: writes from every member go to the KV captain one at
+    a time, reads are served by each member's own replica (``replica``). Here the members share the
+    captain's data and one lock, so inserting an existing ``_key`` answers 409 at once whichever member
+    is asked; a read on a member other than the captain (``members[0]``) sees the data as it was
+    ``read_lag`` seconds ago (default ``DEFAULT_READ_LAG``; 0: every read sees every write at once),
+    by ``clock`` (a test on a fake clock passes its own). Each member has its own SPLUNK_HOME and server name,
     answers ``server/info`` with ``server_roles`` ``shc_member`` (and ``shc_captain`` for the first),
     ``shcluster/member/info`` and ``shcluster/member/members`` (content fields ``label``,
     ``peer_scheme_host_port``, ``status``, ``last_heartbeat``, as Splunk's REST reference and
@@ -69,8 +83,11 @@ class SearchHeadCluster:
 
     KV_DOWN_TEXT = "KV Store is not available: the KV store process is down."
 
-    def __init__(self, size: int, splunk_homes: Iterable[Optional[str]] = (), **member_options: Any):
-        self.kv_data: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = {}
+    def __init__(self, size: int, splunk_homes: Iterable[Optional[str]] = (), read_lag: float = DEFAULT_READ_LAG,
+                 clock: Callable[[], float] = time.time, **member_options: Any):
+        self.read_lag = float(read_lag)
+        self.clock = clock
+        self.kv_data: Dict[Tuple[str, str], Dict[str, Dict[str, Any]]] = ReplicatedData(clock, lambda: self.read_lag)
         self.kv_lock = threading.RLock()
         self.kv_status = "ready"
         homes = list(splunk_homes) + [None] * size
