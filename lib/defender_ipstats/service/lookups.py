@@ -33,7 +33,6 @@ from .usage import Usage
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
 CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's timeout says
-HUNTING_TIMEOUT_CAP = 25  # a hunting query must start early enough to end within the request's bound
 REQUEST_LIMIT = 28.0
 FETCH_WORKERS = 4
 
@@ -188,6 +187,10 @@ class LookupJob:
             "retry_in": round(max([f.retry_in for f in self.fetchers] or [0.0]), 3),
             "messages": self.messages.items, "metrics": self.metrics(cache), "state": self._state(),
         }
+        hunting = self.router.hunting if self.router is not None else None
+        running = set(getattr(hunting, "running", None) or ())
+        if running:  # pending because a hunting job runs, not for budget: the search tells its analyst so
+            answer["running"] = [ip for ip in pending if ip in running]
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
         if (pending or answer.get("budget_returns_in")) and self._over_share():
@@ -207,7 +210,6 @@ class LookupJob:
         from ..core.backends import BackendRouter
         from ..core.fetcher import Fetcher
         from ..core.gate import WaitAllowance
-        from ..core.hunting_fetcher import HuntingFetcher
         from ..microsoft.defender import DefenderClient
         from ..microsoft.graph_hunting import QUERY_TIMEOUT, HuntingClient
         from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
@@ -240,15 +242,24 @@ class LookupJob:
             self.tokens.append(tokens)
             self.limiters.append(limiter)
         if params.backend in ("hunting", "auto"):
-            timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
+            from ..splunk.kvcache import KVStoreCache as JobCache
+            from .hunting_batches import JobHuntingFetcher
+            from .hunting_jobs import JobStore
+
             graph_tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph",
                                          http, logger=ctx.logger)
-            self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
+            # a job's query may run up to Graph's 3 minutes, beside the requests (service/hunting_jobs.py)
+            self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http,
+                                                timeout=QUERY_TIMEOUT)
             hunting_limiter = self._budget("hunting", _hunting_limits(settings))
-            hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
-                                     split=self.hunting_client.batches,
-                                     should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
-                                     may_wait=False, quota_streak=_QUOTA_STREAKS.get(self._registration, 0))
+            job_service = ctx.system_service(timeout=KVSTORE_TIMEOUT)
+            store = SafeCache(JobCache(job_service, account.name, params.lookback_hours, settings.cache_ttl,
+                                       settings.not_seen_ttl, backend="hunting",
+                                       collection=collection_for(account)), self.messages.warn, ctx.logger)
+            job_cache = PublishingCache(store, job_service, account, params.lookback_hours, settings, ctx.logger)
+            hunting = JobHuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
+                                        JobStore(job_service), account.name, job_cache, store.get_many, ctx.logger,
+                                        should_stop=should_stop)
             self.tokens.append(graph_tokens)
             self.limiters.append(hunting_limiter)
         router = BackendRouter(params.backend, self.messages.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
