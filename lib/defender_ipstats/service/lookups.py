@@ -213,6 +213,8 @@ class LookupJob:
         from ..microsoft.defender import DefenderClient
         from ..microsoft.graph_hunting import QUERY_TIMEOUT, HuntingClient
         from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
+        from .hunting_batches import JobHuntingFetcher
+        from .hunting_jobs import JobStore
         from .profile import resolve_profile, session
         from .tokens import AccountTokens
 
@@ -242,10 +244,6 @@ class LookupJob:
             self.tokens.append(tokens)
             self.limiters.append(limiter)
         if params.backend in ("hunting", "auto"):
-            from ..splunk.kvcache import KVStoreCache as JobCache
-            from .hunting_batches import JobHuntingFetcher
-            from .hunting_jobs import JobStore
-
             graph_tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph",
                                          http, logger=ctx.logger)
             # a job's query may run up to Graph's 3 minutes, beside the requests (service/hunting_jobs.py)
@@ -253,9 +251,9 @@ class LookupJob:
                                                 timeout=QUERY_TIMEOUT)
             hunting_limiter = self._budget("hunting", _hunting_limits(settings))
             job_service = ctx.system_service(timeout=KVSTORE_TIMEOUT)
-            store = SafeCache(JobCache(job_service, account.name, params.lookback_hours, settings.cache_ttl,
-                                       settings.not_seen_ttl, backend="hunting",
-                                       collection=collection_for(account)), self.messages.warn, ctx.logger)
+            store = SafeCache(KVStoreCache(job_service, account.name, params.lookback_hours, settings.cache_ttl,
+                                          settings.not_seen_ttl, backend="hunting",
+                                          collection=collection_for(account)), self.messages.warn, ctx.logger)
             job_cache = PublishingCache(store, job_service, account, params.lookback_hours, settings, ctx.logger)
             hunting = JobHuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
                                         JobStore(job_service), account.name, job_cache, store.get_many, ctx.logger,
