@@ -29,6 +29,7 @@ from splunklib import binding
 
 from .. import APP_NAME
 from ..core.errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
+from ..core.hunting_fetcher import quota_delay
 from ..core.model import ERROR, SOURCE_HUNTING, IpStats
 from ..core.outcomes import HuntingFailure, QuotaExceeded
 
@@ -43,9 +44,6 @@ ASK_AGAIN_SECONDS = 5.0  # how soon a search asks again about a running job
 MAX_GENERATIONS = 1000
 MAX_QUOTA_ANSWERS = 3  # quota answers in a row for one batch before its searches are told rate_limited
 SERVER_ERROR_BACKOFF = 2.0  # seconds before the one retry of a 5xx
-# Graph's CPU quota is metered in 15-minute cycles whose alignment Microsoft does not document: a quota
-# answer without Retry-After pauses hunting a full cycle from the answer.
-QUOTA_WINDOW_SECONDS = 900.0
 
 RUNNING, FINISHED, FAILED, RELEASED = "running", "finished", "failed", "released"
 
@@ -216,10 +214,12 @@ class JobRun:
             finally:
                 self.limiter.completed()
             if isinstance(answer, QuotaExceeded):
-                pause = answer.retry_after if answer.retry_after is not None else QUOTA_WINDOW_SECONDS
-                self.limiter.pause_for(pause)  # every process on the host (and member) holds off
-                self._keep(answers)
+                # Graph's CPU cycles are 15 minutes, their alignment undocumented: without Retry-After the
+                # pause doubles from 10 s with each quota answer in a row (core.hunting_fetcher.quota_delay),
+                # so hunting returns soon after the cycle ends without waiting a whole cycle each time
                 self.document["quota"] = int(self.document.get("quota") or 0) + 1
+                self.limiter.pause_for(quota_delay(answer, self.document["quota"]))  # every process holds off
+                self._keep(answers)
                 return RELEASED, "Graph hunting quota exceeded (%d)" % answer.status
             if isinstance(answer, HuntingFailure):
                 if _timed_out(answer) and not split and len(part) > 1:
