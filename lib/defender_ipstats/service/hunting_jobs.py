@@ -193,6 +193,7 @@ class JobRun:
             self.logger.warning("hunting job %s failed: %s", self.key, error)
         finally:
             self.done.set()
+            beats.join()  # a heartbeat in flight must not land after the end state and undo it
             try:
                 self.store.update(self.key, dict(self.document, state=state, reason=reason, heartbeat=self.clock(),
                                                  **extra))
