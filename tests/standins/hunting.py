@@ -17,6 +17,15 @@ Microsoft documents no figure (the app keeps its queries under the same figure, 
 Injected faults (``inject``) model the documented quota answers: 429, and 400 "Query execution
 has exceeded the allowed limits" (the tenant's CPU quota), each with or without Retry-After;
 5xx; a malformed answer; a slow answer (``delay``).
+
+Query time (issue 19): a query takes ``seconds_per_ip_hour`` x IPs x look-back hours (default 0: at once).
+Microsoft documents that a query running over 3 minutes times out with an error ("Query exceeded the
+timeout period.", learn.microsoft.com/defender-xdr/advanced-hunting-errors); the status is not
+documented: assumed 400 BadRequest with that message, after ``max_query_seconds`` (180). CPU: each
+tenant's query time is metered per ``cpu_window_seconds`` window (900: the documented 15-minute cycle,
+aligned here to multiples of it on the stand-in's clock); once a window's total reaches
+``cpu_quota_seconds`` (None: unmetered) every query is answered 429 with Retry-After the seconds until
+the window resets, as documented ("429 ... reaching quota limit ... by CPU").
 """
 
 import json
@@ -67,6 +76,13 @@ class HuntingService:
         self.faults = deque()
         self._windows: Dict[Any, Any] = {}
         self._lock = threading.Lock()
+        self.seconds_per_ip_hour = 0.0
+        self.max_query_seconds = 180.0
+        self.cpu_quota_seconds: Optional[float] = None
+        self.cpu_window_seconds = 900.0
+        self._cpu: Dict[Any, Any] = {}  # (tenant, window start) -> seconds of query time spent
+        self.running = 0  # queries being answered now (the tests see concurrency)
+        self.most_running = 0
 
     def calls(self, status=None) -> int:
         return sum(1 for r in self.requests if status is None or r.status == status)
@@ -153,6 +169,22 @@ class HuntingService:
             return self._error(handler, record, 400, "BadRequest", str(error))
         record.ips, record.query = looked_up, query
         record.lookback = _lookback_hours(query)
+        seconds = len(looked_up) * (record.lookback or 0) * self.seconds_per_ip_hour
+        over_cpu = self._meter(tok.tenant, min(seconds, self.max_query_seconds))
+        if over_cpu is not None:
+            return self._error(handler, record, 429, "TooManyRequests", QUOTA_MESSAGE,
+                               {"Retry-After": str(over_cpu)})
+        if seconds:
+            with self._lock:
+                self.running += 1
+                self.most_running = max(self.most_running, self.running)
+            try:
+                time.sleep(min(seconds, self.max_query_seconds))
+            finally:
+                with self._lock:
+                    self.running -= 1
+        if seconds > self.max_query_seconds:
+            return self._error(handler, record, 400, "BadRequest", "Query exceeded the timeout period.")
         record.status = 200
         handler._send_json(200, {"@odata.context": GRAPH_CONTEXT, "schema": schema, "results": results},
                            "application/json; odata.metadata=minimal; charset=utf-8")
@@ -173,6 +205,19 @@ class HuntingService:
                     "Rate limit exceeded: %d calls per hour" % self.rate_per_hour
             minute.append(now)
             hour.append(now)
+            return None
+
+    def _meter(self, tenant, seconds: float) -> Optional[int]:
+        """Charges a query's CPU to its tenant's window; the Retry-After of a refusal when the quota is spent."""
+        if self.cpu_quota_seconds is None:
+            return None
+        with self._lock:
+            now = self.standin.clock()
+            start = now - now % self.cpu_window_seconds
+            spent = self._cpu.get((tenant, start), 0.0)
+            if spent >= self.cpu_quota_seconds:
+                return max(1, int(start + self.cpu_window_seconds - now + 0.999))
+            self._cpu[(tenant, start)] = spent + seconds
             return None
 
     @staticmethod

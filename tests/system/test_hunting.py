@@ -270,8 +270,9 @@ def graph_client(defender, monkeypatch):
     return make
 
 
-def test_the_request_timeout_is_under_graphs_three_minutes(defender, graph_client):
-    assert QUERY_TIMEOUT < 180
+def test_the_client_timeout_is_just_above_graphs_three_minutes(defender, graph_client):
+    # the query runs as a job (service/hunting_jobs.py): Graph's own timeout answer, not the client's, ends it
+    assert 180 < QUERY_TIMEOUT <= 200
     defender.hunting.inject("slow", delay=2.5)
     answer = graph_client(timeout=1).query(["10.0.0.1"], 24)
     assert isinstance(answer, HuntingFailure) and "timed out" in answer.reason and not answer.retryable

@@ -34,9 +34,9 @@ from ..core.model import FOUND, NOT_SEEN, SOURCE_HUNTING, IpStats
 from ..core.outcomes import HuntingFailure, QuotaExceeded
 from .http import LazyValidator, describe_failure, error_message, retry_after_seconds, with_fresh_token
 
-# Graph stops a hunting request after 3 minutes; the app gives up a little earlier, so that its own
-# timeout, not a half-answered connection, decides.
-QUERY_TIMEOUT = 170.0
+# Graph stops a hunting query after 3 minutes and answers so; the app waits a little longer, so that
+# Graph's own answer, not a cut connection, ends a query (it runs as a job: service/hunting_jobs.py).
+QUERY_TIMEOUT = 190.0
 # Size of one query. Microsoft documents no limit on the query text; the app keeps each query under
 # MAX_QUERY_CHARS and fills batches to QUERY_BUDGET (10 % headroom), measured on the text itself:
 # an IPv4 address costs up to 45 characters (it is listed twice, plain and IPv4-mapped), an IPv6

@@ -9,13 +9,14 @@ messages and figures for the search.
 
 import json
 import time
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional
 
 from splunklib import binding
 
 from ..core.errors import AuthenticationError, ConfigurationError, CredentialError, DefenderIpStatsError, SplunkdError
 from ..core.gate import STOPPED_REASON, WAIT_STEP, budget_spent_reason
-from ..core.model import PENDING, IpStats, failed, rate_limited
+from ..core.model import PENDING, SOURCE_HUNTING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
 # What one request may carry. The service bounds its own time (about 30 s); the HTTP timeout of the
@@ -24,6 +25,7 @@ MAX_IPS_PER_REQUEST = 2500
 REQUEST_TIMEOUT = 90
 # Answers that made no progress and gave no reason to wait: the service is not getting anywhere.
 IDLE_ROUNDS = 3
+STILL_RUNNING = "hunting query still running; its answer will be cached"
 METRIC_KEYS = ("api_calls", "retries", "throttled", "hunting_calls", "token_requests", "cache_hits")
 
 
@@ -105,6 +107,7 @@ class ServiceLookups:
         self.budget_returns_in = 0.0
         self.share: Optional[dict] = None  # the service says this user's own share is spent
         self.fatal: Optional[DefenderIpStatsError] = None
+        self.waited_for: set = set()  # IPs the service said a hunting job runs for
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
@@ -131,9 +134,13 @@ class ServiceLookups:
             if not todo:
                 break
             wait = float(answer.get("retry_in") or 0)
+            running = set(answer.get("running") or ())
             if wait > self.allowance.remaining:
-                self.budget_returns_in = max(self.budget_returns_in, wait)
-                return dict(answers, **{ip: rate_limited(ip, self._why_limited(wait)) for ip in todo})
+                # a running hunting job's IPs are pending (its answer lands in the cache); the rest wait for budget
+                if any(ip not in running for ip in todo):
+                    self.budget_returns_in = max(self.budget_returns_in, wait)
+                return dict(answers, **{ip: still_running(ip) if ip in running
+                                        else rate_limited(ip, self._why_limited(wait)) for ip in todo})
             idle = 0 if done or wait > 0 else idle + 1
             if idle >= IDLE_ROUNDS:
                 return dict(answers, **{ip: failed(ip, "the app's service did not look it up") for ip in todo})
@@ -160,8 +167,12 @@ class ServiceLookups:
             item = results.get(ip)
             if not isinstance(item, dict) or item.get("status") in (None, PENDING):
                 continue
-            answers[ip] = _stats(ip, item)
+            stats = _stats(ip, item)
+            if ip in self.waited_for and stats.source == "cache" and stats.basis == SOURCE_HUNTING:
+                stats = replace(stats, source=SOURCE_HUNTING)  # the job it waited for answered, through the cache
+            answers[ip] = stats
             done += 1
+        self.waited_for.update(answer.get("running") or ())
         for level, text in answer.get("messages") or []:
             self.say(str(level), str(text))
         for key in METRIC_KEYS:
@@ -192,6 +203,10 @@ class ServiceLookups:
         if not self.stopped and self.should_stop is not None and self.should_stop():
             self.stopped = True
         return self.stopped
+
+
+def still_running(ip: str) -> IpStats:
+    return IpStats(ip=ip, status=PENDING, source=SOURCE_HUNTING, error=STILL_RUNNING)
 
 
 def _stats(ip: str, item: dict) -> IpStats:

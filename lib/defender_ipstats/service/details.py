@@ -30,10 +30,15 @@ from ..core.settings import LOOKBACK_RANGE, parse_int
 from ..splunk.details_store import DetailsStore
 from ..splunk.kvcache import describe_failure
 from ..splunk.rest import KVSTORE_TIMEOUT
+from .budgets import QUOTA_STREAKS, caller_budget, hunting_limits, registration
 from .context import RequestContext
 from .lookup_params import _max_wait
-from .lookups import _QUOTA_STREAKS, HUNTING_TIMEOUT_CAP, REQUEST_LIMIT, LookupJob, _hunting_limits, account_for
+from .lookups import REQUEST_LIMIT, account_for
 from .usage import Usage
+
+# One IP's query is small (its rows are one IP's events), so it still runs inside the request, bounded like
+# a lookup request; a tenant where even that takes longer gets "pending" and asks again (the command loops).
+DETAILS_TIMEOUT_CAP = 25
 
 
 def details(ctx: RequestContext) -> dict:
@@ -91,7 +96,7 @@ def _read(store, ctx, account: str, hours: int, ip: str, ttl: int):
 
 
 class DetailsQuery:
-    """One hunting query for one IP, through the lookups' budget objects (``LookupJob._budget``: the
+    """One hunting query for one IP, through the lookups' budget objects (``service/budgets.py``: the
     registration's hunting budget, the caller's share in front of it, kept open per process)."""
 
     def __init__(self, ctx: RequestContext, settings, account, clock=time.monotonic):
@@ -120,20 +125,19 @@ class DetailsQuery:
         from .tokens import AccountTokens
 
         ctx, account = self.ctx, self.account
-        timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
+        timeout = min(QUERY_TIMEOUT, DETAILS_TIMEOUT_CAP)
         profile = resolve_profile(ctx.conf, ctx.credentials, account)
         http = session(account, profile, pool_size=1, timeout=timeout)
         tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph", http,
                                logger=ctx.logger)
         self.client = DetailsClient(account.effective_graph_url, tokens, http, timeout=timeout)
-        budget_owner = LookupJob(ctx, self.settings, account, params=None)
-        limiter = budget_owner._budget("hunting", _hunting_limits(self.settings))
-        registration = (account.tenant_id.lower(), account.client_id.lower())
+        limiter = caller_budget(ctx, self.settings, account, "hunting", hunting_limits(self.settings))
+        key = registration(account)
         fetcher = HuntingFetcher(self.client, limiter, hours, WaitAllowance(max_wait), split=lambda ips: [ips],
                                  deadline=self.started + REQUEST_LIMIT - timeout, may_wait=False,
-                                 quota_streak=_QUOTA_STREAKS.get(registration, 0))
+                                 quota_streak=QUOTA_STREAKS.get(key, 0))
         result = fetcher.fetch_many([ip])[ip]
-        _QUOTA_STREAKS[registration] = fetcher.quota_streak
+        QUOTA_STREAKS[key] = fetcher.quota_streak
         if fetcher.fatal is not None:
             return {"status": "error", "error": str(fetcher.fatal)}
         if isinstance(result, dict):

@@ -20,12 +20,13 @@ from dataclasses import replace
 from typing import Dict, List
 
 from ..core.errors import DefenderIpStatsError
-from ..core.fairshare import FairShareLimiter, user_budget, user_share
+from ..core.fairshare import FairShareLimiter
 from ..core.lookup import Resolver
 from ..core.model import PENDING, RATE_LIMITED, IpStats
 from ..splunk import published
 from ..splunk.kvcache import KVStoreCache, SafeCache, collection_for, describe_failure
 from ..splunk.rest import KVSTORE_TIMEOUT
+from .budgets import QUOTA_STREAKS, caller_budget, hunting_limits, per_ip_limits, registration
 from .context import RequestContext
 from .lookup_params import LookupParams
 from .restricted import ensure_apart
@@ -33,18 +34,10 @@ from .usage import Usage
 
 REQUEST_WORK_SECONDS = 20.0  # no per-IP call starts later than this into a request
 CALL_TIMEOUT_CAP = 8  # seconds per Defender call here, whatever the account's timeout says
-HUNTING_TIMEOUT_CAP = 25  # a hunting query must start early enough to end within the request's bound
 REQUEST_LIMIT = 28.0
 FETCH_WORKERS = 4
 
 
-# The budgets this handler process has opened, kept for its life: a search head cluster's budget holds
-# slots it claimed ahead in the KV store, which a new object per request would leave unused. Only a
-# shortcut: a new process opens them again, and the state that matters is in the KV store or on disk.
-_LIMITERS: Dict[tuple, object] = {}
-# Graph's quota answers in a row, per app registration: the length of hunting's next back-off. The
-# service's own (never a caller's to send or reset); the pause itself is in the shared hunting budget.
-_QUOTA_STREAKS: Dict[tuple, int] = {}
 
 
 def settings_answer(settings) -> dict:
@@ -188,6 +181,10 @@ class LookupJob:
             "retry_in": round(max([f.retry_in for f in self.fetchers] or [0.0]), 3),
             "messages": self.messages.items, "metrics": self.metrics(cache), "state": self._state(),
         }
+        hunting = self.router.hunting if self.router is not None else None
+        running = set(getattr(hunting, "running", None) or ())
+        if running:  # pending because a hunting job runs, not for budget: the search tells its analyst so
+            answer["running"] = [ip for ip in pending if ip in running]
         if any(stats.status == RATE_LIMITED for stats in answers.values()):
             answer["budget_returns_in"] = round(max([lim.available_in() for lim in self.limiters] or [0.0]), 1)
         if (pending or answer.get("budget_returns_in")) and self._over_share():
@@ -207,10 +204,11 @@ class LookupJob:
         from ..core.backends import BackendRouter
         from ..core.fetcher import Fetcher
         from ..core.gate import WaitAllowance
-        from ..core.hunting_fetcher import HuntingFetcher
         from ..microsoft.defender import DefenderClient
         from ..microsoft.graph_hunting import QUERY_TIMEOUT, HuntingClient
         from ..splunk.jobwatch import POLL_TIMEOUT, JobWatcher
+        from .hunting_batches import JobHuntingFetcher
+        from .hunting_jobs import JobStore
         from .profile import resolve_profile, session
         from .tokens import AccountTokens
 
@@ -230,7 +228,7 @@ class LookupJob:
                                          timeout=min(account.timeout, CALL_TIMEOUT_CAP))
             self.client.answered_200 = params.state["ok_200"]
             self.client.answered_404 = params.state["nf_404"]
-            limiter = self._budget("ipstats", [(settings.rate_per_minute, 60.0), (settings.rate_per_hour, 3600.0)])
+            limiter = self._budget("ipstats", per_ip_limits(settings))
             deadline = self.started + REQUEST_WORK_SECONDS
             per_ip = Fetcher(self.client, limiter, params.lookback_hours, allowance, workers=FETCH_WORKERS,
                              should_stop=should_stop, deadline=deadline, may_wait=False)
@@ -240,15 +238,20 @@ class LookupJob:
             self.tokens.append(tokens)
             self.limiters.append(limiter)
         if params.backend in ("hunting", "auto"):
-            timeout = min(QUERY_TIMEOUT, HUNTING_TIMEOUT_CAP)
             graph_tokens = AccountTokens(ctx.credentials, account, profile.credential, account.graph_scope, "graph",
                                          http, logger=ctx.logger)
-            self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http, timeout=timeout)
-            hunting_limiter = self._budget("hunting", _hunting_limits(settings))
-            hunting = HuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
-                                     split=self.hunting_client.batches,
-                                     should_stop=should_stop, deadline=self.started + REQUEST_LIMIT - timeout,
-                                     may_wait=False, quota_streak=_QUOTA_STREAKS.get(self._registration, 0))
+            # a job's query may run up to Graph's 3 minutes, beside the requests (service/hunting_jobs.py)
+            self.hunting_client = HuntingClient(account.effective_graph_url, graph_tokens, http,
+                                                timeout=QUERY_TIMEOUT)
+            hunting_limiter = self._budget("hunting", hunting_limits(settings))
+            job_service = ctx.system_service(timeout=KVSTORE_TIMEOUT)
+            store = SafeCache(KVStoreCache(job_service, account.name, params.lookback_hours, settings.cache_ttl,
+                                          settings.not_seen_ttl, backend="hunting",
+                                          collection=collection_for(account)), self.messages.warn, ctx.logger)
+            job_cache = PublishingCache(store, job_service, account, params.lookback_hours, settings, ctx.logger)
+            hunting = JobHuntingFetcher(self.hunting_client, hunting_limiter, params.lookback_hours, allowance,
+                                        JobStore(job_service), account.name, job_cache, store.get_many, ctx.logger,
+                                        should_stop=should_stop)
             self.tokens.append(graph_tokens)
             self.limiters.append(hunting_limiter)
         router = BackendRouter(params.backend, self.messages.say, per_ip=per_ip, per_ip_no_wait=per_ip_no_wait,
@@ -259,31 +262,7 @@ class LookupJob:
         return router
 
     def _budget(self, api: str, limits):
-        """The budget of ``api`` for the account's registration, and in front of it the caller's own share
-        of its hourly limit (``user_share_percent``; none at 100 %)."""
-        shared = self._opened(api, limits)
-        share = user_share(limits, self.settings.user_share_percent)
-        if share is None:
-            return shared
-        personal = self._opened(user_budget(api, self.ctx.caller.user), share, max_batch=1, label=self.ctx.caller.user)
-        return FairShareLimiter(shared, personal, self.ctx.caller.user, self.settings.user_share_percent)
-
-    def _opened(self, api: str, limits, max_batch: int = None, label: str = ""):
-        """The host's budget, or on a search head cluster the one every member shares in the KV store
-        (claimed with the system session), kept open for the process's life."""
-        # at the first cold IP, like the rest of _build_router: the budget files need sqlite3
-        from ..splunk.clusterbudget import ClusterWindowLimiter, budget_for
-
-        key = (api, self.account.tenant_id.lower(), self.account.client_id.lower(), tuple(limits))
-        limiter = _LIMITERS.get(key)
-        service = self.ctx.system_service()
-        if limiter is None:
-            limiter = budget_for(api, self.account.tenant_id, self.account.client_id, limits, service,
-                                 logger=self.ctx.logger, max_batch=max_batch, label=label)
-            _LIMITERS[key] = limiter
-        if isinstance(limiter, ClusterWindowLimiter):
-            limiter.store.service = service  # this request's system session (an older one may have expired)
-        return limiter
+        return caller_budget(self.ctx, self.settings, self.account, api, limits)
 
     def _budgets(self):
         """Every budget this request used, a user's share and the shared budget behind it apart."""
@@ -342,16 +321,12 @@ class LookupJob:
         if client is not None:
             state["ok_200"], state["nf_404"] = client.answered_200, client.answered_404
         if router is not None and router.hunting is not None:
-            _QUOTA_STREAKS[self._registration] = router.hunting.quota_streak
+            QUOTA_STREAKS[self._registration] = router.hunting.quota_streak
         return state
 
     @property
     def _registration(self) -> tuple:
-        return self.account.tenant_id.lower(), self.account.client_id.lower()
-
-
-def _hunting_limits(settings):
-    return [(settings.hunting_rate_per_minute, 60.0), (settings.hunting_rate_per_hour, 3600.0)]
+        return registration(self.account)
 
 
 def _as_dict(stats: IpStats) -> dict:
