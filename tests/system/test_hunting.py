@@ -198,7 +198,7 @@ def test_quota_answers_wait_for_retry_after_then_succeed(hunting_app, fault):
 @pytest.mark.parametrize("fault", [429, "quota"])
 def test_quota_answers_pause_every_search_and_are_never_cached(hunting_app, fault):
     app = hunting_app
-    app.defender.hunting.inject(fault, retry_after=None)  # no Retry-After: the app's own delay (10 s first)
+    app.defender.hunting.inject(fault, retry_after=None)  # no Retry-After: a whole 15-minute CPU cycle
     ips = dataset.ips(30, seed=51)
     run = app.search(["field=src_ip", "backend=hunting", "maxwait=0"], [events(ips)])
     assert {r["defender_status"] for r in run.records} == {"rate_limited"}

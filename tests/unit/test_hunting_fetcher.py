@@ -119,7 +119,7 @@ def test_an_answer_ends_the_quota_streak_and_the_pause_is_shared():
 
 
 def test_the_quota_streak_limit_is_a_parameter():
-    quota = QuotaExceeded(400, None, "exceeded the allowed limits")
+    quota = QuotaExceeded(400, 1.0, "exceeded the allowed limits")  # a pause within the allowance
     fetcher, client, _ = make([quota, quota], max_quota_answers=1)
     answers = fetcher.fetch_many(IPS[:1])
     assert answers["10.0.0.1"].status == RATE_LIMITED and len(client.asked) == 2

@@ -105,8 +105,8 @@ def test_a_half_that_times_out_again_fails_without_another_split():
     assert asked == [["a", "b"], ["a"]] and doc["state"] == "failed" and cache.written == []
 
 
-def test_a_quota_answer_pauses_the_shared_budget_for_its_retry_after_else_the_back_off():
+def test_a_quota_answer_pauses_the_shared_budget_for_its_retry_after_else_a_whole_cpu_cycle():
     doc, _, limiter, _ = run_job([lambda p: QuotaExceeded(429, 7.0, "q")], ["a"])
     assert limiter.paused == [7.0] and doc["state"] == "released" and doc["quota"] == 1
     _, _, limiter, _ = run_job([lambda p: QuotaExceeded(400, None, "q")], ["a"])
-    assert limiter.paused == [10.0]
+    assert limiter.paused == [900.0]

@@ -6,7 +6,7 @@ import re
 import pytest
 from fakes import FakeClock
 
-from defender_ipstats.core.hunting_fetcher import MAX_BATCH_IPS, QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST, quota_delay
+from defender_ipstats.core.hunting_fetcher import MAX_BATCH_IPS, QUOTA_CYCLE_SECONDS, quota_delay
 from defender_ipstats.core.outcomes import HuntingFailure, QuotaExceeded
 from defender_ipstats.microsoft.graph_hunting import MAX_QUERY_CHARS, QUERY_BUDGET, HuntingClient, batches, build_query
 
@@ -72,11 +72,10 @@ def test_random_ipv4_batches_are_large():
     assert len(batches(ips)) == 3
 
 
-def test_quota_delay_uses_retry_after_or_doubles_to_a_cap():
-    assert quota_delay(QuotaExceeded(429, 7.0, ""), 1) == 7.0
-    delays = [quota_delay(QuotaExceeded(400, None, ""), n) for n in range(1, 10)]
-    assert delays[:3] == [QUOTA_BACKOFF_FIRST, 2 * QUOTA_BACKOFF_FIRST, 4 * QUOTA_BACKOFF_FIRST]
-    assert max(delays) == QUOTA_BACKOFF_CAP and delays == sorted(delays)
+def test_quota_delay_uses_retry_after_else_waits_out_a_whole_cpu_cycle():
+    assert quota_delay(QuotaExceeded(429, 7.0, "")) == 7.0
+    assert quota_delay(QuotaExceeded(400, None, "")) == QUOTA_CYCLE_SECONDS == 900.0  # Graph's 15-minute cycle
+    assert quota_delay(QuotaExceeded(429, None, "")) == QUOTA_CYCLE_SECONDS
 
 
 # -- parsing Graph's answer: a minimal stand-in for requests.Response (status, headers, json()) ----------
@@ -187,13 +186,13 @@ def found(ips):
     return {ip: IpStats(ip=ip, status=FOUND, prevalence=1, source="hunting") for ip in ips}
 
 
-def test_quota_answers_without_retry_after_back_off_doubling_through_the_shared_limiter():
+def test_quota_answers_without_retry_after_pause_a_whole_cpu_cycle_through_the_shared_limiter():
     quota = QuotaExceeded(400, None, "exceeded the allowed limits")
-    f, client, limiter, clock = fetcher([quota, quota, quota, found])
+    f, client, limiter, clock = fetcher([quota, quota, found])
     answers = f.fetch_many(["10.0.0.1"])
-    assert answers["10.0.0.1"].status == "found" and client.asked == 4
-    assert limiter.pauses == [QUOTA_BACKOFF_FIRST, 2 * QUOTA_BACKOFF_FIRST, 4 * QUOTA_BACKOFF_FIRST]
-    assert clock.now == pytest.approx(7 * QUOTA_BACKOFF_FIRST) and f.allowance.waited == pytest.approx(clock.now)
+    assert answers["10.0.0.1"].status == "found" and client.asked == 3
+    assert limiter.pauses == [QUOTA_CYCLE_SECONDS, QUOTA_CYCLE_SECONDS]
+    assert clock.now == pytest.approx(2 * QUOTA_CYCLE_SECONDS) and f.allowance.waited == pytest.approx(clock.now)
 
 
 def test_a_quota_pause_longer_than_maxwait_ends_as_rate_limited():

@@ -14,11 +14,12 @@ from .gate import STOPPED_REASON, BudgetGate, GatedFetcher, WaitAllowance
 from .model import ERROR, SOURCE_HUNTING, IpStats, failed, pending, rate_limited
 from .outcomes import HuntingFailure, QuotaExceeded
 
-# The CPU quota: how many quota answers a batch may meet, and the delay when Graph gives no Retry-After
-# (doubling from the first to the cap; the quota's cycle is 15 minutes).
+# The CPU quota: how many quota answers a batch may meet, and the pause when Graph gives no Retry-After.
+# Microsoft: queries "are blocked if the tenant has reached 100% of the allocated resources until after
+# the next 15-minute cycle"; the cycle's alignment is not documented, so a whole cycle is the pause that
+# surely outlasts it (asking earlier only meets the same answer and spends a call).
 MAX_QUOTA_ANSWERS = 3
-QUOTA_BACKOFF_FIRST = 10.0
-QUOTA_BACKOFF_CAP = 300.0
+QUOTA_CYCLE_SECONDS = 900.0
 SERVER_ERROR_BACKOFF = 2.0  # seconds before the one retry of a 5xx
 # At most this many IPs a query: as many result rows at most, far under Graph's 100,000-row limit.
 MAX_BATCH_IPS = 2500
@@ -85,7 +86,7 @@ class HuntingFetcher(GatedFetcher):
                     reason = "Graph hunting quota exceeded (%d) %d times in a row" % (answer.status, quota_answers)
                     return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
                 # every search on the host waits: resubmitting early only prolongs the throttling
-                self.gate.pause_for(quota_delay(answer, quota_answers))
+                self.gate.pause_for(quota_delay(answer))
                 continue
             if isinstance(answer, HuntingFailure):
                 if answer.retryable and not retried_server_error and self.gate.back_off(SERVER_ERROR_BACKOFF):
@@ -112,11 +113,11 @@ class HuntingFetcher(GatedFetcher):
         return {ip: rate_limited(ip, reason, SOURCE_HUNTING) for ip in batch}
 
 
-def quota_delay(answer: QuotaExceeded, nth: int) -> float:
-    """Seconds to pause after the ``nth`` quota answer in a row: its Retry-After, else doubling to a cap."""
+def quota_delay(answer: QuotaExceeded) -> float:
+    """Seconds to pause hunting after a quota answer: its Retry-After, else until the CPU cycle surely ended."""
     if answer.retry_after is not None:
         return answer.retry_after
-    return min(QUOTA_BACKOFF_CAP, QUOTA_BACKOFF_FIRST * 2 ** (nth - 1))
+    return QUOTA_CYCLE_SECONDS
 
 
 def in_batches_of(size: int) -> Callable[[List[str]], List[List[str]]]:

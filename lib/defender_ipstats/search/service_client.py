@@ -111,9 +111,25 @@ class ServiceLookups:
 
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
-        for start in range(0, len(ips), MAX_IPS_PER_REQUEST):
-            answers.update(self._fetch_batch(ips[start:start + MAX_IPS_PER_REQUEST]))
+        parts = [ips[start:start + MAX_IPS_PER_REQUEST] for start in range(0, len(ips), MAX_IPS_PER_REQUEST)]
+        if len(parts) > 1 and self.options.backend != "ipstats":
+            self._start_jobs(parts[1:], answers)
+        for part in parts:
+            todo = [ip for ip in part if ip not in answers]
+            if todo:
+                answers.update(self._fetch_batch(todo))
         return answers
+
+    def _start_jobs(self, parts: List[List[str]], answers: Dict[str, IpStats]) -> None:
+        """One ask for each later part first: the service starts their hunting jobs now, so long queries
+        run side by side instead of one request's after another's."""
+        for part in parts:
+            if self.fatal is not None or self._stopping():
+                return
+            try:
+                self._take(self._ask(part), part, answers)
+            except DefenderIpStatsError:
+                return  # the part's own loop asks again, and says what failed
 
     def _fetch_batch(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}

@@ -60,7 +60,8 @@ class JobHuntingFetcher(GatedFetcher):
     def fetch_many(self, ips: List[str]) -> Dict[str, IpStats]:
         answers: Dict[str, IpStats] = {}
         started = []
-        for batch in self.client.batches(ips):
+        # sorted: the same IPs make the same batches (the same job ids) in whatever order a search sends them
+        for batch in self.client.batches(sorted(set(ips))):
             answer, thread = self._batch(batch)
             answers.update(answer)
             if thread is not None:

@@ -215,11 +215,10 @@ class JobRun:
             finally:
                 self.limiter.completed()
             if isinstance(answer, QuotaExceeded):
-                # Graph's CPU cycles are 15 minutes, their alignment undocumented: without Retry-After the
-                # pause doubles from 10 s with each quota answer in a row (core.hunting_fetcher.quota_delay),
-                # so hunting returns soon after the cycle ends without waiting a whole cycle each time
+                # Graph's CPU cycles are 15 minutes, their alignment undocumented: without Retry-After hunting
+                # pauses a whole cycle (core.hunting_fetcher.quota_delay), for every process and member
                 self.document["quota"] = int(self.document.get("quota") or 0) + 1
-                self.limiter.pause_for(quota_delay(answer, self.document["quota"]))  # every process holds off
+                self.limiter.pause_for(quota_delay(answer))  # every process holds off
                 self._keep(answers)
                 return RELEASED, "Graph hunting quota exceeded (%d)" % answer.status
             if isinstance(answer, HuntingFailure):
