@@ -97,7 +97,8 @@ def test_five_thousand_cold_ips_in_five_calls(hunting_app):
     run = app.search(["field=src_ip", "backend=hunting"], chunks, timeout=120)
     assert run.errors == [] and len(run.records) == 5000
     assert app.defender.hunting.calls() <= 5
-    assert {r["defender_status"] for r in run.records} <= {"found", "not_seen"}
+    assert {r["defender_status"] for r in run.records} <= {"found", "not_seen"}, \
+        {r["defender_error"] for r in run.records}
 
 
 def test_worst_case_ips_stay_within_the_query_length(hunting_app):

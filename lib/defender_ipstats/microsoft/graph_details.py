@@ -22,7 +22,7 @@ from typing import Dict, List
 from ..core.lookup import is_canonical_ip
 from ..core.outcomes import HuntingFailure
 from .graph_hunting import HuntingClient, _timestamp_key
-from .http import LazyValidator, with_fresh_token
+from .http import LazyValidator
 
 MAX_DEVICES = 100
 INBOUND = ("InboundConnectionAccepted",)
@@ -94,29 +94,13 @@ class DetailsClient(HuntingClient):
 
     def query(self, ips: List[str], lookback_hours: int):
         (ip,) = ips
-        body = {"Query": build_details_query(ip, lookback_hours), "Timespan": "PT%dH" % int(lookback_hours)}
         self.lookback_hours = int(lookback_hours)
-
-        def attempt(token):
-            response = self._post(body, token)
-            return not isinstance(response, HuntingFailure) and response.status_code == 401, response
-
-        response = with_fresh_token(self.tokens, attempt)
-        if isinstance(response, HuntingFailure):
-            return response
-        return self._interpret(ips, response)
+        return self._run(ips, build_details_query(ip, lookback_hours), lookback_hours)
 
     def _parse(self, ips, response):
-        import jsonschema  # only the service needs it
-
-        try:
-            document = response.json()
-        except ValueError:
-            return HuntingFailure("malformed JSON in the hunting answer")
-        try:
-            _validate(document)
-        except jsonschema.ValidationError as error:
-            return HuntingFailure("unexpected hunting answer (%s)" % error.validator)
+        document = self._document(response, _validate)
+        if isinstance(document, HuntingFailure):
+            return document
         return {ips[0]: details_of(ips[0], self.lookback_hours, document["results"], self.clock())}
 
 

@@ -142,7 +142,11 @@ class HuntingClient:
         self.throttled = 0  # quota answers: 429s and 400 "exceeded the allowed limits"
 
     def query(self, ips: List[str], lookback_hours: int) -> Union[Dict[str, IpStats], QuotaExceeded, HuntingFailure]:
-        body = {"Query": build_query(ips, lookback_hours), "Timespan": "PT%dH" % int(lookback_hours)}
+        return self._run(ips, build_query(ips, lookback_hours), lookback_hours)
+
+    def _run(self, ips: List[str], query: str, lookback_hours: int):
+        """Graph's answer to ``query``, once more with a fresh token after a 401, read by ``_parse``."""
+        body = {"Query": query, "Timespan": "PT%dH" % int(lookback_hours)}
 
         def attempt(token):
             response = self._post(body, token)
@@ -190,7 +194,9 @@ class HuntingClient:
             return HuntingFailure("hunting query rejected (400): %s" % message[:120])
         return HuntingFailure("Graph API error %d" % status, retryable=500 <= status <= 599)
 
-    def _parse(self, ips, response):
+    @staticmethod
+    def _document(response, validate):
+        """The answer's JSON document, checked by ``validate``, or a HuntingFailure."""
         import jsonschema  # at the first answer to parse: slow to import, and only the service needs it
 
         try:
@@ -198,9 +204,15 @@ class HuntingClient:
         except ValueError:
             return HuntingFailure("malformed JSON in the hunting answer")
         try:
-            _validate(document)
+            validate(document)
         except jsonschema.ValidationError as error:
             return HuntingFailure("unexpected hunting answer (%s)" % error.validator)
+        return document
+
+    def _parse(self, ips, response):
+        document = self._document(response, _validate)
+        if isinstance(document, HuntingFailure):
+            return document
         now = self.clock()
         wanted = set(ips)
         answers: Dict[str, IpStats] = {}
