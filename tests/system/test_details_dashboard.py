@@ -148,28 +148,13 @@ def test_the_workflow_action_and_the_overviews_tables_open_it():
 def test_the_page_opens_in_a_browser_with_no_console_error(bare_app, tmp_path):
     """Splunk Web renders the panels themselves (not modelled): the page, its label and description and the
     link's IP in the URL, with nothing logged to the console, and a screenshot kept in build/screenshots/."""
-    from test_setup_page import CHROMEDRIVER, CHROMIUM, SCREENSHOTS, _browser_missing
+    from browser import SCREENSHOTS, headless_chromium
 
     from standins.splunkweb import SplunkWebStandin
 
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("the browser test cannot be skipped in CI: " + missing)
-        pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--no-proxy-server", "--window-size=1280,900", "--disable-extensions"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = headless_chromium(window="1280,900", console_log=True)
     web = SplunkWebStandin(bare_app.splunkd, "TA-defender-ipstats", APP_ROOT).start()
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.set_page_load_timeout(60)
         driver.get(web.base_url + "/en-US/static/app/TA-defender-ipstats/defenderipstats_setup.css")
         for name, value in web.login("admin", "changeme").items():
             driver.add_cookie({"name": name, "value": value, "path": "/"})

@@ -9,48 +9,20 @@ it, and sets the defaults. A screenshot is kept in build/screenshots/.
 
 import json
 import os
-import shutil
 import time
 
 import pytest
+from browser import SCREENSHOTS, headless_chromium
 
-from harness import APP, APP_ROOT, ROOT, events
+from harness import APP, APP_ROOT, events
 from standins.defender import DEFAULT_CLIENT_ID, DEFAULT_SECRET, DEFAULT_TENANT, IP_READ_ALL, THREAT_HUNTING_READ_ALL
 from standins.proxy import ConnectProxy
 from standins.splunkweb import SplunkWebStandin
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-SCREENSHOTS = os.path.join(ROOT, "build", "screenshots")
-
-
-def _browser_missing():
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (requirements-dev.txt)"
-    if not (CHROMIUM and CHROMEDRIVER):
-        return "Debian's chromium and chromium-driver are not installed (dev/browser_deps.sh)"
-    return None
-
 
 @pytest.fixture
 def browser():
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail("the browser test cannot be skipped in CI: " + missing)
-        pytest.skip(missing)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--no-proxy-server", "--window-size=1280,1600", "--disable-extensions"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
+    driver = headless_chromium()
     try:
         yield driver
     finally:

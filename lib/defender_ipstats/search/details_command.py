@@ -8,11 +8,9 @@ query is still running: the command asks again, within the settings' ``max_wait`
 the search again. Every problem is one readable search error, never a traceback.
 """
 
-import json
 import re
 import time
 
-from splunklib import binding
 from splunklib.searchcommands import Configuration, GeneratingCommand, Option
 
 from ..core.errors import DefenderIpStatsError
@@ -20,9 +18,8 @@ from ..core.lookup import normalise_ip
 from ..core.settings import LOOKBACK_RANGE, parse_int
 from ..splunk import rest
 from ..splunk.logs import get_logger
-from .service_client import REQUEST_TIMEOUT, ServiceClient, _translate
+from .service_client import REQUEST_TIMEOUT, ServiceClient
 
-DETAILS_PATH = "defenderipstats/details"
 OVERALL = ("ip", "account", "lookback_hours", "source", "ip_devices", "ip_first_seen", "ip_last_seen", "ip_url")
 DEVICE = ("device_name", "device_id", "first_seen", "last_seen", "connections", "direction", "device_url")
 DAY = ("day", "devices")
@@ -71,16 +68,17 @@ class DefenderIpDetailsCommand(GeneratingCommand):
     def _ask(self, ip: str, account: str, hours):
         info = self.metadata.searchinfo
         service = rest.connect(info.splunkd_uri, info.session_key, timeout=REQUEST_TIMEOUT)
-        described = ServiceClient(service).describe(account)  # the account (allowed_roles) and the settings
+        client = ServiceClient(service)
+        described = client.describe(account)  # the account (allowed_roles) and the settings
         settings = described.get("settings") or {}
         max_wait = parse_int("max_wait", settings.get("max_wait") or "60", 0, 3600)
-        form = {"account": str(described.get("account") or account), "ip": ip, "output_mode": "json"}
+        form = {"account": str(described.get("account") or account), "ip": ip}
         if hours is not None:
             form["lookback_hours"] = str(hours)
         deadline = self.clock() + max_wait
         while True:
             form["max_wait"] = "%.1f" % max(0.0, deadline - self.clock())
-            answer = _post(service, form)
+            answer = client.details(**form)
             status = answer.get("status")
             if status == "done":
                 return answer
@@ -92,20 +90,6 @@ class DefenderIpDetailsCommand(GeneratingCommand):
                 self.sleep(wait)
                 continue
             raise DefenderIpStatsError(str(answer.get("error") or "the app's service gave no answer"))
-
-
-def _post(service, form) -> dict:
-    try:
-        response = service.post(DETAILS_PATH, **form)
-        answer = json.loads(response.body.read().decode("utf-8"))
-    except binding.HTTPError as error:
-        raise _translate(error)
-    except (OSError, ValueError) as error:
-        raise DefenderIpStatsError("The app's service (defenderipstats/details) did not answer: %s."
-                                   % type(error).__name__)
-    if not isinstance(answer, dict):
-        raise DefenderIpStatsError("The app's service (defenderipstats/details) gave an answer it should not.")
-    return answer
 
 
 def _prefixed(text: str) -> str:

@@ -19,6 +19,7 @@ from ..core.gate import STOPPED_REASON, WAIT_STEP, budget_spent_reason
 from ..core.model import PENDING, SOURCE_HUNTING, IpStats, failed, rate_limited
 
 LOOKUP_PATH = "defenderipstats/lookup"
+DETAILS_PATH = "defenderipstats/details"
 # What one request may carry. The service bounds its own time (about 30 s); the HTTP timeout of the
 # search's connection to splunkd leaves room for splunkd queueing a request behind others.
 MAX_IPS_PER_REQUEST = 2500
@@ -40,21 +41,25 @@ class ServiceClient:
     def lookup(self, **form) -> dict:
         return self._call("POST", **form)
 
-    def _call(self, method: str, **form) -> dict:
+    def details(self, **form) -> dict:
+        """One IP's devices and days (``| defenderipdetails``)."""
+        return self._call("POST", DETAILS_PATH, **form)
+
+    def _call(self, method: str, path: str = LOOKUP_PATH, **form) -> dict:
         form = {key: value for key, value in form.items() if value is not None}
+        form["output_mode"] = "json"
         try:
             if method == "GET":
-                response = self.service.get(LOOKUP_PATH, output_mode="json", **form)
+                response = self.service.get(path, **form)
             else:
-                response = self.service.post(LOOKUP_PATH, output_mode="json", **form)
+                response = self.service.post(path, **form)
             answer = json.loads(response.body.read().decode("utf-8"))
         except binding.HTTPError as error:
             raise _translate(error)
         except (OSError, ValueError) as error:
-            raise SplunkdError("The app's service (defenderipstats/lookup) did not answer: %s."
-                               % type(error).__name__)
+            raise SplunkdError("The app's service (%s) did not answer: %s." % (path, type(error).__name__))
         if not isinstance(answer, dict):
-            raise SplunkdError("The app's service (defenderipstats/lookup) gave an answer it should not.")
+            raise SplunkdError("The app's service (%s) gave an answer it should not." % path)
         return answer
 
 

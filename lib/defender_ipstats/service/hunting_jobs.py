@@ -18,7 +18,6 @@ claim (a read that lags makes a request answer ``pending`` once more, never run 
 """
 
 import hashlib
-import json
 import os
 import socket
 import threading
@@ -27,11 +26,11 @@ from typing import Callable, Dict, List, Optional
 
 from splunklib import binding
 
-from .. import APP_NAME
 from ..core.errors import AuthenticationError, AuthorizationError, DefenderIpStatsError
 from ..core.hunting_fetcher import quota_delay
 from ..core.model import ERROR, SOURCE_HUNTING, IpStats
 from ..core.outcomes import HuntingFailure, QuotaExceeded
+from ..splunk.kvcollection import KVCollection
 
 COLLECTION = "defenderipstats_hunting_jobs"
 LEASE_SECONDS = 30.0
@@ -61,40 +60,14 @@ class JobStoreUnavailable(Exception):
     """The KV store did not answer as expected."""
 
 
-class JobStore:
+class JobStore(KVCollection):
     """The jobs collection through splunkd's REST API (system session)."""
 
+    unavailable = JobStoreUnavailable
+    passed_on = (404, 409)
+
     def __init__(self, service, collection: str = COLLECTION):
-        self.service = service
-        self.path = "storage/collections/data/%s/" % collection
-
-    def _call(self, method: str, endpoint: str = "", body=None):
-        kwargs = dict(owner="nobody", app=APP_NAME)
-        if body is not None:
-            kwargs.update(headers=[("Content-Type", "application/json")], body=json.dumps(body))
-        try:
-            response = getattr(self.service, method)(self.path + endpoint, **kwargs)
-            text = response.body.read().decode("utf-8")
-        except binding.HTTPError as error:
-            if error.status in (404, 409):
-                raise
-            raise JobStoreUnavailable("splunkd answered %s" % error.status)
-        except (OSError, ValueError) as error:
-            raise JobStoreUnavailable(type(error).__name__)
-        try:
-            return json.loads(text) if text.strip() else None
-        except ValueError:
-            raise JobStoreUnavailable("the KV store answered something that is not JSON")
-
-    def insert(self, document: dict) -> bool:
-        """True when the document went in, False when its ``_key`` was taken (409)."""
-        try:
-            self._call("post", body=document)
-            return True
-        except binding.HTTPError as error:
-            if error.status == 409:
-                return False
-            raise JobStoreUnavailable("splunkd answered %s" % error.status)
+        super().__init__(service, collection)
 
     def get(self, key: str) -> Optional[dict]:
         try:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from splunklib import binding
 
-from .. import APP_NAME
+from .kvcollection import KVCollection
 
 COLLECTION = "defenderipstats_budget"
 # A search head cluster has at least three members: the share when their number cannot be read.
@@ -18,32 +18,13 @@ class BudgetStoreUnavailable(Exception):
     """The KV store did not answer as expected (down, failing, or the collection missing)."""
 
 
-class SlotStore:
+class SlotStore(KVCollection):
     """The budget collection through splunkd's REST API; counts its round trips."""
 
-    def __init__(self, service, collection: str = COLLECTION):
-        self.service = service
-        self.path = "storage/collections/data/%s/" % collection
-        self.round_trips = 0
+    unavailable = BudgetStoreUnavailable
 
-    def _call(self, method: str, endpoint: str = "", body=None, **query):
-        self.round_trips += 1
-        kwargs = dict(owner="nobody", app=APP_NAME, **query)
-        if body is not None:
-            kwargs.update(headers=[("Content-Type", "application/json")], body=json.dumps(body))
-        try:
-            response = getattr(self.service, method)(self.path + endpoint, **kwargs)
-            text = response.body.read().decode("utf-8")
-        except binding.HTTPError as error:
-            if error.status == 409:
-                raise
-            raise BudgetStoreUnavailable("splunkd answered %s" % error.status)
-        except (OSError, ValueError) as error:  # refused, reset, timed out (socket errors are OSErrors)
-            raise BudgetStoreUnavailable(type(error).__name__)
-        try:
-            return json.loads(text) if text.strip() else None
-        except ValueError:
-            raise BudgetStoreUnavailable("the KV store answered something that is not JSON")
+    def __init__(self, service, collection: str = COLLECTION):
+        super().__init__(service, collection)
 
     def find(self, queries: List[dict]) -> List[List[dict]]:
         pages = self._call("post", "batch_find", body=queries)
@@ -51,14 +32,6 @@ class SlotStore:
             raise BudgetStoreUnavailable("batch_find answered %d pages for %d queries"
                                          % (len(pages or []), len(queries)))
         return [page if isinstance(page, list) else [] for page in pages]
-
-    def insert(self, document: dict) -> bool:
-        """True when the document went in, False when its ``_key`` was taken (409)."""
-        try:
-            self._call("post", body=document)
-            return True
-        except binding.HTTPError:  # only a 409 gets here
-            return False
 
     def save(self, documents: List[dict]) -> None:
         """Insert or replace by ``_key`` (batch_save)."""
