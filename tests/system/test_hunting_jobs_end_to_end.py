@@ -148,3 +148,44 @@ def test_a_quota_answer_pauses_every_process_until_graph_says_hunting_returns(hu
     assert len(refused) == 1
     later = [r for r in app.defender.hunting.requests if r.time > refused[0].time]
     assert later and min(r.time for r in later) - refused[0].time >= 5.9  # no process asked Graph earlier
+
+
+def test_no_searcher_can_read_or_forge_a_hunting_job(hunting_app):
+    """A forged job record (``finished``, or ``running`` with a fresh heartbeat) would hold a batch back
+    from every search: the collection is the service's, not readable or writable by the app's role or a
+    plain user."""
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    from users import ANALYST, ANALYST_PW, PLAIN, PLAIN_PW, add_analyst_and_plain_user
+
+    app = hunting_app
+    add_analyst_and_plain_user(app.splunkd)
+    ips = dataset.ips(20, seed=64)
+    app.search(["field=src_ip", "backend=hunting"], [events(ips)])
+    assert job_documents(app)  # there is a record to read
+    path = "/servicesNS/nobody/%s/storage/collections/data/%s" % (APP, COLLECTION)
+
+    def kv(user, password, method, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(app.splunkd.base_url + path + "?output_mode=json", data=data, method=method)
+        request.add_header("Authorization", "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    before = job_documents(app)
+    for user, password in ((ANALYST, ANALYST_PW), (PLAIN, PLAIN_PW)):
+        status, body = kv(user, password, "GET")
+        assert status in (403, 404) and "heartbeat" not in body, (user, status)
+        forged = {"_key": "forged.0", "state": "running", "heartbeat": time.time() + 3600, "job": "forged"}
+        status, _ = kv(user, password, "POST", forged)
+        assert status in (403, 404), (user, status)
+        status, _ = kv(user, password, "DELETE")
+        assert status in (403, 404), (user, status)
+    assert job_documents(app) == before
